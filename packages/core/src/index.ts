@@ -1,0 +1,4 @@
+export * from './errors.js'
+export * from './ip.js'
+export * from './labels.js'
+export * from './endpoint.js'

@@ -1,0 +1,295 @@
+/**
+ * PolicyCompiler: turns a stream of object changes into successive immutable PolicySnapshots.
+ *
+ * Calculation only (no I/O), in the manner of Calico's felix: `update()` is cheap and just
+ * records the latest state per key (changes to one key coalesce), `commit()` does the work
+ * and touches only what the changes can affect:
+ *
+ *   NetworkPolicy in namespace N changed  -> endpoint records of N
+ *   ClusterNetworkPolicy changed          -> endpoint records of namespaces its subject selects (before or after)
+ *   Namespace labels changed              -> endpoint records of that namespace (cluster subjects)
+ *   endpoint changed                      -> that endpoint's record
+ *
+ * The result depends only on the current state, never on the order of updates.
+ */
+import { endpointKey, formatIp, labelsFromRecord, NAMESPACE_NAME_LABEL, type NamedPort } from '@flatnet/core'
+import { CompiledClusterPolicy, CompiledNetworkPolicy, compareClusterPolicies } from './compiled-policy.js'
+import type { EndpointObject, NamespaceObject, PolicyObject } from './model.js'
+import { policyKey } from './model.js'
+import { PersistentMap } from './persistent-map.js'
+import { SelectorCache } from './selector.js'
+import { PolicySnapshot, type EndpointRecord, type NamespaceRecord } from './snapshot.js'
+
+export type ObjectRef =
+  | { readonly kind: 'NetworkPolicy'; readonly namespace: string; readonly name: string }
+  | { readonly kind: 'ClusterNetworkPolicy'; readonly name: string }
+  | { readonly kind: 'Namespace'; readonly name: string }
+  | { readonly kind: 'Pod' | 'HostEndpoint'; readonly namespace: string; readonly name: string }
+
+export type Change = { readonly op: 'upsert'; readonly object: PolicyObject | NamespaceObject | EndpointObject } | { readonly op: 'delete'; readonly ref: ObjectRef }
+
+type PendingKey = string
+
+function refOf(o: PolicyObject | NamespaceObject | EndpointObject): ObjectRef {
+  switch (o.kind) {
+    case 'ClusterNetworkPolicy':
+    case 'Namespace':
+      return { kind: o.kind, name: o.name }
+    default:
+      return { kind: o.kind, namespace: o.namespace, name: o.name }
+  }
+}
+
+function pendingKey(ref: ObjectRef): PendingKey {
+  // Pods and HostEndpoints share one key space: both are endpoints named namespace/name.
+  const kind = ref.kind === 'Pod' || ref.kind === 'HostEndpoint' ? 'Endpoint' : ref.kind
+  return 'namespace' in ref ? `${kind}:${ref.namespace}/${ref.name}` : `${kind}:${ref.name}`
+}
+
+const EMPTY_SNAPSHOT = (): PolicySnapshot =>
+  new PolicySnapshot(0, [], new Map(), PersistentMap.empty(), PersistentMap.empty(), PersistentMap.empty(), [])
+
+export class PolicyCompiler {
+  private current: PolicySnapshot = EMPTY_SNAPSHOT()
+  private readonly pending = new Map<PendingKey, Change>()
+  private readonly selectors = new SelectorCache()
+
+  get snapshot(): PolicySnapshot {
+    return this.current
+  }
+
+  /** Records a change; nothing is computed until `commit()`. */
+  update(change: Change): void {
+    const ref = change.op === 'upsert' ? refOf(change.object) : change.ref
+    const key = pendingKey(ref)
+    // Delete-then-reinsert so that iteration order follows the latest change.
+    this.pending.delete(key)
+    this.pending.set(key, change)
+  }
+
+  upsert(object: PolicyObject | NamespaceObject | EndpointObject): void {
+    this.update({ op: 'upsert', object })
+  }
+
+  delete(ref: ObjectRef): void {
+    this.update({ op: 'delete', ref })
+  }
+
+  /** Loads a whole state at once and commits it. */
+  load(objects: { policies?: readonly PolicyObject[]; namespaces?: readonly NamespaceObject[]; endpoints?: readonly EndpointObject[] }): PolicySnapshot {
+    for (const o of objects.namespaces ?? []) this.upsert(o)
+    for (const o of objects.endpoints ?? []) this.upsert(o)
+    for (const o of objects.policies ?? []) this.upsert(o)
+    return this.commit()
+  }
+
+  /** Applies every pending change and returns the new snapshot (the same one if nothing was pending). */
+  commit(): PolicySnapshot {
+    if (this.pending.size === 0) return this.current
+    const changes = [...this.pending.values()]
+    this.pending.clear()
+    this.current = new CommitPass(this.current, this.selectors).run(changes)
+    return this.current
+  }
+}
+
+/** The work of one commit, with drafts of whatever it changes. */
+class CommitPass {
+  private readonly namespaces: NamespaceRecord[]
+  private readonly namespaceIndex: Map<string, number>
+  private readonly nsDrafts = new Map<number, { labels?: NamespaceRecord['labels']; declared?: boolean; policies?: CompiledNetworkPolicy[]; endpoints?: Set<string> }>()
+  private readonly endpoints
+  private readonly ipIndex
+  private readonly networkPolicies
+  private clusterPolicies: CompiledClusterPolicy[]
+  /** Namespaces whose every endpoint record must be rebuilt. */
+  private readonly dirtyNamespaces = new Set<number>()
+  /** Endpoint keys whose record must be rebuilt (or removed). */
+  private readonly dirtyEndpoints = new Set<string>()
+  private readonly endpointObjects = new Map<string, EndpointObject | null>()
+
+  constructor(
+    private readonly base: PolicySnapshot,
+    private readonly selectors: SelectorCache,
+  ) {
+    this.namespaces = base.namespaces.slice()
+    this.namespaceIndex = new Map(base.namespaceIndex)
+    this.endpoints = base.endpoints.edit()
+    this.ipIndex = base.ipIndex.edit()
+    this.networkPolicies = base.networkPolicies.edit()
+    this.clusterPolicies = base.clusterPolicies.slice()
+  }
+
+  run(changes: readonly Change[]): PolicySnapshot {
+    let clusterChanged = false
+    for (const change of changes) {
+      if (change.op === 'upsert') {
+        const o = change.object
+        if (o.kind === 'Namespace') this.setNamespace(o.name, o)
+        else if (o.kind === 'NetworkPolicy') this.setNetworkPolicy(policyKey(o), o.namespace, new CompiledNetworkPolicy(o, this.selectors))
+        else if (o.kind === 'ClusterNetworkPolicy') clusterChanged = this.setClusterPolicy(o.name, new CompiledClusterPolicy(o, this.selectors)) || clusterChanged
+        else this.setEndpoint(endpointKey(o), o)
+      } else {
+        const r = change.ref
+        if (r.kind === 'Namespace') this.setNamespace(r.name, undefined)
+        else if (r.kind === 'NetworkPolicy') this.setNetworkPolicy(`${r.namespace}/${r.name}`, r.namespace, undefined)
+        else if (r.kind === 'ClusterNetworkPolicy') clusterChanged = this.setClusterPolicy(r.name, undefined) || clusterChanged
+        else this.setEndpoint(`${r.namespace}/${r.name}`, undefined)
+      }
+    }
+    if (clusterChanged) this.clusterPolicies.sort(compareClusterPolicies)
+    this.finishNamespaces()
+    this.rebuildEndpoints()
+    return new PolicySnapshot(
+      this.base.generation + 1,
+      this.namespaces,
+      this.namespaceIndex,
+      this.endpoints.commit(),
+      this.ipIndex.commit(),
+      this.networkPolicies.commit(),
+      this.clusterPolicies,
+    )
+  }
+
+  private nsIndexFor(name: string): number {
+    let i = this.namespaceIndex.get(name)
+    if (i === undefined) {
+      i = this.namespaces.length
+      this.namespaceIndex.set(name, i)
+      this.namespaces.push({ index: i, name, labels: labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name }), declared: false, policies: [], endpoints: [] })
+    }
+    return i
+  }
+
+  private draft(i: number): NonNullable<ReturnType<typeof this.nsDrafts.get>> {
+    let d = this.nsDrafts.get(i)
+    if (!d) {
+      d = {}
+      this.nsDrafts.set(i, d)
+    }
+    return d
+  }
+
+  private setNamespace(name: string, o: NamespaceObject | undefined): void {
+    const i = this.nsIndexFor(name)
+    const d = this.draft(i)
+    // A namespace that is only referenced keeps the label Kubernetes always gives it.
+    d.labels = o ? o.labels : labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name })
+    d.declared = o !== undefined
+    this.dirtyNamespaces.add(i)
+  }
+
+  private setNetworkPolicy(key: string, namespace: string, compiled: CompiledNetworkPolicy | undefined): void {
+    const i = this.nsIndexFor(namespace)
+    const d = this.draft(i)
+    const list = d.policies ?? (this.namespaces[i] as NamespaceRecord).policies.slice()
+    const at = list.findIndex((p) => p.key === key)
+    if (at !== -1) list.splice(at, 1)
+    if (compiled) {
+      list.push(compiled)
+      this.networkPolicies.set(key, compiled)
+    } else this.networkPolicies.delete(key)
+    d.policies = list
+    this.dirtyNamespaces.add(i)
+  }
+
+  private setClusterPolicy(name: string, compiled: CompiledClusterPolicy | undefined): boolean {
+    const at = this.clusterPolicies.findIndex((p) => p.name === name)
+    const old = at === -1 ? undefined : this.clusterPolicies[at]
+    if (at !== -1) this.clusterPolicies.splice(at, 1)
+    if (compiled) this.clusterPolicies.push(compiled)
+    // Every namespace the subject covers, before or after, holds endpoints whose list changes.
+    for (const p of [old, compiled]) {
+      if (!p) continue
+      for (const ns of this.namespaces) {
+        const labels = this.nsDrafts.get(ns.index)?.labels ?? ns.labels
+        if (p.subjectNamespaces.matches(labels)) this.dirtyNamespaces.add(ns.index)
+      }
+    }
+    return old !== undefined || compiled !== undefined
+  }
+
+  private setEndpoint(key: string, o: EndpointObject | undefined): void {
+    const previous = this.endpointObjects.has(key) ? this.endpointObjects.get(key) : this.endpoints.get(key)?.endpoint
+    if (previous) {
+      for (const ip of previous.ips) if (this.ipIndex.get(formatIp(ip)) === key) this.ipIndex.delete(formatIp(ip))
+      const pi = this.nsIndexFor(previous.namespace)
+      const d = this.draft(pi)
+      d.endpoints ??= new Set((this.namespaces[pi] as NamespaceRecord).endpoints)
+      d.endpoints.delete(key)
+    }
+    if (o) {
+      for (const ip of o.ips) this.ipIndex.set(formatIp(ip), key)
+      const ni = this.nsIndexFor(o.namespace)
+      const d = this.draft(ni)
+      d.endpoints ??= new Set((this.namespaces[ni] as NamespaceRecord).endpoints)
+      d.endpoints.add(key)
+    }
+    this.endpointObjects.set(key, o ?? null)
+    this.dirtyEndpoints.add(key)
+  }
+
+  private finishNamespaces(): void {
+    for (const [i, d] of this.nsDrafts) {
+      const ns = this.namespaces[i] as NamespaceRecord
+      this.namespaces[i] = Object.freeze({
+        index: i,
+        name: ns.name,
+        labels: d.labels ?? ns.labels,
+        declared: d.declared ?? ns.declared,
+        policies: d.policies ? Object.freeze(d.policies.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) : ns.policies,
+        endpoints: d.endpoints ? Object.freeze([...d.endpoints]) : ns.endpoints,
+      })
+    }
+    // A cluster policy's subject may now cover namespaces whose labels changed in this pass.
+    for (const i of this.dirtyNamespaces) for (const key of (this.namespaces[i] as NamespaceRecord).endpoints) this.dirtyEndpoints.add(key)
+  }
+
+  private rebuildEndpoints(): void {
+    for (const key of this.dirtyEndpoints) {
+      const o = this.endpointObjects.has(key) ? this.endpointObjects.get(key) : this.endpoints.get(key)?.endpoint
+      if (!o) {
+        this.endpoints.delete(key)
+        continue
+      }
+      this.endpoints.set(key, this.buildRecord(key, o))
+    }
+  }
+
+  private buildRecord(key: string, ep: EndpointObject | EndpointRecord['endpoint']): EndpointRecord {
+    const nsIndex = this.namespaceIndex.get(ep.namespace) as number
+    const ns = this.namespaces[nsIndex] as NamespaceRecord
+    const ingressPolicies: CompiledNetworkPolicy[] = []
+    const egressPolicies: CompiledNetworkPolicy[] = []
+    for (const p of ns.policies) {
+      if (!p.isolates.ingress && !p.isolates.egress) continue
+      if (!p.podSelector.matchesAll && !p.podSelector.matches(ep.labels)) continue
+      if (p.isolates.ingress) ingressPolicies.push(p)
+      if (p.isolates.egress) egressPolicies.push(p)
+    }
+    const adminPolicies: CompiledClusterPolicy[] = []
+    const baselinePolicies: CompiledClusterPolicy[] = []
+    for (const p of this.clusterPolicies) {
+      if (!p.subjectNamespaces.matches(ns.labels)) continue
+      if (p.subjectPods && !p.subjectPods.matches(ep.labels)) continue
+      ;(p.tier === 'Admin' ? adminPolicies : baselinePolicies).push(p)
+    }
+    const namedPorts = new Map<string, NamedPort[]>()
+    for (const np of ep.namedPorts) {
+      const list = namedPorts.get(np.name)
+      if (list) list.push(np)
+      else namedPorts.set(np.name, [np])
+    }
+    return Object.freeze({
+      key,
+      endpoint: ep,
+      nsIndex,
+      labels: ep.labels,
+      namedPorts,
+      ingressPolicies,
+      egressPolicies,
+      adminPolicies,
+      baselinePolicies,
+    })
+  }
+}

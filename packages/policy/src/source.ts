@@ -1,0 +1,192 @@
+/**
+ * Turns the text of a YAML or JSON file into documents that remember where each field came
+ * from, so that every validation error can name file, line, column and field path.
+ *
+ * Pure: the caller reads the bytes; this module only decodes and parses them.
+ */
+import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, type Node } from 'yaml'
+import type { SourcePosition, ValidationIssue } from '@flatnet/core'
+
+export type PathSegment = string | number
+
+/** Input limits: a file larger or deeper than this is refused with a clear error. */
+export const SOURCE_LIMITS = Object.freeze({
+  maxFileBytes: 16 * 1024 * 1024,
+  maxDepth: 64,
+  maxAliasCount: 100,
+  maxDocumentsPerFile: 100_000,
+})
+
+export interface SourceDocument {
+  readonly file: string
+  /** 0-based index of the document in its file. */
+  readonly index: number
+  /** The plain JavaScript value of the document. */
+  readonly value: unknown
+  /** Position of the field at `path` (or of its nearest existing parent). */
+  locate(path: readonly PathSegment[], at?: 'key' | 'value'): SourcePosition
+}
+
+export interface ParsedSource {
+  readonly documents: readonly SourceDocument[]
+  readonly issues: readonly ValidationIssue[]
+}
+
+export function formatPath(path: readonly PathSegment[]): string {
+  let out = ''
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`
+    else out += out === '' ? seg : `.${seg}`
+  }
+  return out
+}
+
+/** Decodes bytes as strict UTF-8; returns an issue when they are not. */
+export function decodeUtf8(file: string, bytes: Uint8Array): { text?: string; issue?: ValidationIssue } {
+  if (bytes.byteLength > SOURCE_LIMITS.maxFileBytes) {
+    return {
+      issue: {
+        file,
+        line: 0,
+        column: 0,
+        path: '',
+        message: `file is ${bytes.byteLength} bytes; the limit is ${SOURCE_LIMITS.maxFileBytes} bytes`,
+      },
+    }
+  }
+  try {
+    return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes) }
+  } catch {
+    const at = firstInvalidUtf8(bytes)
+    let line = 1
+    let column = 1
+    for (let i = 0; i < at; i++) {
+      if (bytes[i] === 0x0a) {
+        line++
+        column = 1
+      } else if (((bytes[i] as number) & 0xc0) !== 0x80) column++
+    }
+    const byte = bytes[at] ?? 0
+    return { issue: { file, line, column, path: '', message: `file is not valid UTF-8 (byte 0x${byte.toString(16)} at offset ${at})` } }
+  }
+}
+
+/** Offset of the first byte that does not start or continue a well-formed UTF-8 sequence. */
+function firstInvalidUtf8(bytes: Uint8Array): number {
+  let i = 0
+  while (i < bytes.length) {
+    const b = bytes[i] as number
+    let need: number
+    let min: number
+    if (b < 0x80) {
+      i++
+      continue
+    } else if (b >= 0xc2 && b <= 0xdf) {
+      need = 1
+      min = 0x80
+    } else if (b >= 0xe0 && b <= 0xef) {
+      need = 2
+      min = 0x800
+    } else if (b >= 0xf0 && b <= 0xf4) {
+      need = 3
+      min = 0x10000
+    } else return i
+    let cp = b & (0x3f >> need)
+    for (let k = 1; k <= need; k++) {
+      const c = bytes[i + k]
+      if (c === undefined || (c & 0xc0) !== 0x80) return i
+      cp = (cp << 6) | (c & 0x3f)
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i
+    i += need + 1
+  }
+  return bytes.length
+}
+
+function tooDeep(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]]
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number]
+    if (v === null || typeof v !== 'object') continue
+    if (depth >= limit) return true
+    for (const child of Array.isArray(v) ? v : Object.values(v)) stack.push([child, depth + 1])
+  }
+  return false
+}
+
+/** Parses all YAML (or JSON) documents of one file. Empty documents are skipped. */
+export function parseSource(file: string, text: string): ParsedSource {
+  const lineCounter = new LineCounter()
+  const issues: ValidationIssue[] = []
+  const documents: SourceDocument[] = []
+  const posAt = (offset: number): SourcePosition => {
+    const { line, col } = lineCounter.linePos(offset)
+    return { file, line, column: col }
+  }
+  let parsed
+  try {
+    parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', strict: true })
+  } catch (err) {
+    return { documents, issues: [{ file, line: 0, column: 0, path: '', message: `cannot parse: ${(err as Error).message}` }] }
+  }
+  const docs = Array.isArray(parsed) ? parsed : [parsed]
+  if (docs.length > SOURCE_LIMITS.maxDocumentsPerFile) {
+    return { documents, issues: [{ file, line: 0, column: 0, path: '', message: `more than ${SOURCE_LIMITS.maxDocumentsPerFile} documents` }] }
+  }
+  docs.forEach((doc, index) => {
+    const firstError = doc.errors[0]
+    if (firstError) {
+      const pos = posAt(firstError.pos[0])
+      issues.push({ ...pos, path: '', message: `invalid YAML: ${firstError.message.split('\n')[0] ?? ''}` })
+      return
+    }
+    if (doc.contents === null) return
+    let value: unknown
+    try {
+      value = doc.toJS({ maxAliasCount: SOURCE_LIMITS.maxAliasCount })
+    } catch (err) {
+      const pos = doc.contents.range ? posAt(doc.contents.range[0]) : { file, line: 0, column: 0 }
+      const message = err instanceof RangeError ? 'document is nested too deeply' : (err as Error).message
+      issues.push({ ...pos, path: '', message: `cannot load document: ${message}` })
+      return
+    }
+    if (value === null || value === undefined) return
+    if (tooDeep(value, SOURCE_LIMITS.maxDepth)) {
+      const pos = doc.contents.range ? posAt(doc.contents.range[0]) : { file, line: 0, column: 0 }
+      issues.push({ ...pos, path: '', message: `document is nested more than ${SOURCE_LIMITS.maxDepth} levels deep` })
+      return
+    }
+    const root = doc.contents as Node
+    documents.push({
+      file,
+      index,
+      value,
+      locate(path, at = 'value') {
+        let node: unknown = root
+        let best: number | undefined = root.range?.[0]
+        for (let i = 0; i < path.length; i++) {
+          const seg = path[i]
+          if (isMap(node)) {
+            const pair = node.items.find((p) => isPair(p) && isScalar(p.key) && String(p.key.value) === String(seg))
+            if (!pair) break
+            const key = pair.key as Node
+            const isLast = i === path.length - 1
+            if (isLast && at === 'key') {
+              best = key.range?.[0] ?? best
+              break
+            }
+            best = (pair.value as Node | null)?.range?.[0] ?? key.range?.[0] ?? best
+            node = pair.value
+          } else if (isSeq(node) && typeof seg === 'number') {
+            const item = node.items[seg] as Node | undefined
+            if (!item) break
+            best = item.range?.[0] ?? best
+            node = item
+          } else break
+        }
+        return best === undefined ? { file, line: 0, column: 0 } : posAt(best)
+      },
+    })
+  })
+  return { documents, issues }
+}
