@@ -8,12 +8,17 @@ import { formatPath, type PathSegment, type SourceDocument } from './source.js'
 
 export type Path = readonly PathSegment[]
 
-function typeName(value: unknown): string {
+/** What a value is, for "must be X, got Y": scalars are shown, so `got a string ("80")` explains itself. */
+export function typeName(value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'an object'
+  if (typeof value === 'string') return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
+  if (typeof value === 'number' || typeof value === 'boolean') return `a ${typeof value} (${String(value)})`
   return `a ${typeof value}`
 }
+
+const MISSING = 'required field is missing'
 
 export class FieldReader {
   constructor(
@@ -26,24 +31,37 @@ export class FieldReader {
     return undefined
   }
 
-  /** An object whose keys must all be in `fields`; `required` keys must be present. */
-  object(value: unknown, path: Path, fields: readonly string[], required: readonly string[] = []): Record<string, unknown> | undefined {
+  /**
+   * An object whose keys must all be in `fields`; `required` keys must be present. `hints`
+   * explain unknown fields that are a known confusion (e.g. `to` in an ingress rule) better
+   * than a spelling suggestion can.
+   */
+  object(
+    value: unknown,
+    path: Path,
+    fields: readonly string[],
+    required: readonly string[] = [],
+    hints: Readonly<Record<string, string>> = {},
+  ): Record<string, unknown> | undefined {
+    if (value === undefined) return this.fail(path, MISSING)
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       return this.fail(path, `must be an object, got ${typeName(value)}`)
     }
     const record = value as Record<string, unknown>
     for (const key of Object.keys(record)) {
       if (!fields.includes(key)) {
-        this.fail([...path, key], `unknown field "${key}"${suggest(key, fields)}`, 'key')
+        const hint = Object.hasOwn(hints, key) ? `: ${hints[key]}` : suggest(key, fields)
+        this.fail([...path, key], `unknown field "${key}"${hint}`, 'key')
       }
     }
     for (const key of required) {
-      if (record[key] === undefined || record[key] === null) this.fail([...path, key], 'required field is missing')
+      if (record[key] === undefined || record[key] === null) this.fail([...path, key], MISSING)
     }
     return record
   }
 
   string(value: unknown, path: Path, opts: { allowEmpty?: boolean; maxLength?: number } = {}): string | undefined {
+    if (value === undefined) return this.fail(path, MISSING)
     if (typeof value !== 'string') return this.fail(path, `must be a string, got ${typeName(value)}`)
     if (!opts.allowEmpty && value.length === 0) return this.fail(path, 'must not be empty')
     if (opts.maxLength !== undefined && value.length > opts.maxLength) {
@@ -60,12 +78,14 @@ export class FieldReader {
   }
 
   int(value: unknown, path: Path, min: number, max: number): number | undefined {
+    if (value === undefined) return this.fail(path, MISSING)
     if (typeof value !== 'number' || !Number.isInteger(value)) return this.fail(path, `must be an integer, got ${typeName(value)}`)
     if (value < min || value > max) return this.fail(path, `must be between ${min} and ${max}, got ${value}`)
     return value
   }
 
   array(value: unknown, path: Path, opts: { min?: number; max?: number } = {}): unknown[] | undefined {
+    if (value === undefined) return this.fail(path, MISSING)
     if (!Array.isArray(value)) return this.fail(path, `must be a list, got ${typeName(value)}`)
     if (opts.min !== undefined && value.length < opts.min) {
       return this.fail(path, `must have at least ${opts.min} item${opts.min === 1 ? '' : 's'}`)
@@ -81,6 +101,7 @@ export class FieldReader {
     checkKey: (k: string) => string | undefined,
     checkValue: (v: string) => string | undefined,
   ): Record<string, string> | undefined {
+    if (value === undefined) return this.fail(path, MISSING)
     if (value === null || typeof value !== 'object' || Array.isArray(value)) {
       return this.fail(path, `must be a map of strings, got ${typeName(value)}`)
     }
@@ -94,7 +115,9 @@ export class FieldReader {
         continue
       }
       if (typeof v !== 'string') {
-        this.fail([...path, k], `must be a string, got ${typeName(v)}`)
+        // `version: 1.0` is a number to YAML; the fix is quoting, so say so.
+        const quote = typeof v === 'number' || typeof v === 'boolean' ? '; put the value in quotes' : ''
+        this.fail([...path, k], `must be a string, got ${typeName(v)}${quote}`)
         ok = false
         continue
       }

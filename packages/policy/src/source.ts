@@ -41,19 +41,37 @@ export function formatPath(path: readonly PathSegment[]): string {
   return out
 }
 
+function tooLarge(file: string, bytes: number): ValidationIssue {
+  const mib = (n: number): string => `${(n / (1024 * 1024)).toFixed(1)} MiB`
+  return {
+    file,
+    line: 0,
+    column: 0,
+    path: '',
+    message: `file is too large: ${bytes} bytes (${mib(bytes)}); the limit is ${SOURCE_LIMITS.maxFileBytes} bytes (${mib(SOURCE_LIMITS.maxFileBytes)})`,
+  }
+}
+
+/** UTF-8 length of `text` without encoding it: the size limit must not cost a copy of the file. */
+function utf8Length(text: string): number {
+  let n = text.length
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i)
+    if (c >= 0x800 && (c < 0xd800 || c > 0xdfff)) n += 2
+    else if (c >= 0x80 && c < 0x800) n += 1
+    // A surrogate pair is two code units and four bytes: two more bytes in all, one per unit.
+    else if (c >= 0xd800 && c <= 0xdfff) n += 1
+  }
+  return n
+}
+
+function nestedTooDeep(file: string, pos: SourcePosition): ValidationIssue {
+  return { ...pos, file, path: '', message: `document is nested more than ${SOURCE_LIMITS.maxDepth} levels deep` }
+}
+
 /** Decodes bytes as strict UTF-8; returns an issue when they are not. */
 export function decodeUtf8(file: string, bytes: Uint8Array): { text?: string; issue?: ValidationIssue } {
-  if (bytes.byteLength > SOURCE_LIMITS.maxFileBytes) {
-    return {
-      issue: {
-        file,
-        line: 0,
-        column: 0,
-        path: '',
-        message: `file is ${bytes.byteLength} bytes; the limit is ${SOURCE_LIMITS.maxFileBytes} bytes`,
-      },
-    }
-  }
+  if (bytes.byteLength > SOURCE_LIMITS.maxFileBytes) return { issue: tooLarge(file, bytes.byteLength) }
   try {
     return { text: new TextDecoder('utf-8', { fatal: true }).decode(bytes) }
   } catch {
@@ -123,10 +141,16 @@ export function parseSource(file: string, text: string): ParsedSource {
     const { line, col } = lineCounter.linePos(offset)
     return { file, line, column: col }
   }
+  // Checked before parsing: the parser's time and memory grow with the text.
+  if (text.length > SOURCE_LIMITS.maxFileBytes / 4 && utf8Length(text) > SOURCE_LIMITS.maxFileBytes) {
+    return { documents, issues: [tooLarge(file, utf8Length(text))] }
+  }
   let parsed
   try {
     parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', strict: true })
   } catch (err) {
+    // The parser recurses per nesting level; only absurd nesting exhausts the stack.
+    if (err instanceof RangeError) return { documents, issues: [nestedTooDeep(file, { file, line: 1, column: 1 })] }
     return { documents, issues: [{ file, line: 0, column: 0, path: '', message: `cannot parse: ${(err as Error).message}` }] }
   }
   const docs = Array.isArray(parsed) ? parsed : [parsed]
@@ -134,8 +158,14 @@ export function parseSource(file: string, text: string): ParsedSource {
     return { documents, issues: [{ file, line: 0, column: 0, path: '', message: `more than ${SOURCE_LIMITS.maxDocumentsPerFile} documents` }] }
   }
   docs.forEach((doc, index) => {
+    // Where the document's content starts (after `---` and comments): a stable place for
+    // problems of the whole document.
+    const start = posAt(doc.contents?.range?.[0] ?? doc.range[0])
     const firstError = doc.errors[0]
     if (firstError) {
+      // The composer reports its own stack overflow as RESOURCE_EXHAUSTION; where exactly it
+      // gave up depends on the stack left, so point at the document instead.
+      if (firstError.code === 'RESOURCE_EXHAUSTION') return void issues.push(nestedTooDeep(file, start))
       const pos = posAt(firstError.pos[0])
       issues.push({ ...pos, path: '', message: `invalid YAML: ${firstError.message.split('\n')[0] ?? ''}` })
       return
@@ -145,17 +175,16 @@ export function parseSource(file: string, text: string): ParsedSource {
     try {
       value = doc.toJS({ maxAliasCount: SOURCE_LIMITS.maxAliasCount })
     } catch (err) {
-      const pos = doc.contents.range ? posAt(doc.contents.range[0]) : { file, line: 0, column: 0 }
-      const message = err instanceof RangeError ? 'document is nested too deeply' : (err as Error).message
-      issues.push({ ...pos, path: '', message: `cannot load document: ${message}` })
+      if (err instanceof RangeError) return void issues.push(nestedTooDeep(file, start))
+      const message =
+        err instanceof ReferenceError && /excessive alias count/i.test(err.message)
+          ? `aliases expand to too many nodes (the limit is ${SOURCE_LIMITS.maxAliasCount} per document); refusing what looks like a YAML alias bomb`
+          : `cannot load document: ${(err as Error).message}`
+      issues.push({ ...start, path: '', message })
       return
     }
     if (value === null || value === undefined) return
-    if (tooDeep(value, SOURCE_LIMITS.maxDepth)) {
-      const pos = doc.contents.range ? posAt(doc.contents.range[0]) : { file, line: 0, column: 0 }
-      issues.push({ ...pos, path: '', message: `document is nested more than ${SOURCE_LIMITS.maxDepth} levels deep` })
-      return
-    }
+    if (tooDeep(value, SOURCE_LIMITS.maxDepth)) return void issues.push(nestedTooDeep(file, start))
     const root = doc.contents as Node
     documents.push({
       file,

@@ -1,0 +1,650 @@
+// Policy engine benchmark: compile, incremental update and lookup cost at cluster scale.
+//
+//   1,000 namespaces, 100,000 endpoints (Pods and HostEndpoints), 10,000 NetworkPolicies and
+//   20 ClusterNetworkPolicies, generated from a fixed seed so that every run measures the same
+//   cluster. Inputs are built as model objects directly: what is timed is the compiler and the
+//   snapshot, not YAML parsing (which is timed on its own at the end, labelled as such).
+//
+// Usage: node --expose-gc bench/policy/run.js [--quick] [--no-yaml] [--lookups N] [--reps N] [--seed N]
+//        (`npm run bench:policy` builds first.) Exits 1 when a target is missed.
+import { performance } from 'node:perf_hooks'
+import { stringify } from 'yaml'
+import { labelsFromRecord, NAMESPACE_NAME_LABEL, parseCidr, parseIp } from '../../packages/core/dist/src/index.js'
+import { loadObjects, PolicyCompiler } from '../../packages/policy/dist/src/index.js'
+
+// ---------------------------------------------------------------- options
+
+const argv = process.argv.slice(2)
+const flag = (name) => argv.includes(name)
+const option = (name, fallback) => {
+  const i = argv.indexOf(name)
+  return i === -1 ? fallback : Number(argv[i + 1])
+}
+const QUICK = flag('--quick')
+const NAMESPACES = QUICK ? 100 : 1000
+const ENDPOINTS_PER_NS = 100
+const POLICIES_PER_NS = 10
+const SEED = option('--seed', 20240611)
+const LOOKUPS = option('--lookups', QUICK ? 300_000 : 3_000_000)
+const REF_LOOKUPS = Math.max(1, Math.floor(LOOKUPS / 2))
+const REPS = option('--reps', 50)
+const DISTINCT_FLOWS = 1 << 18
+const WITH_YAML = !flag('--no-yaml')
+
+const TARGETS = {
+  compileMs: 2000,
+  incrementalMs: 10,
+  lookupsPerSecond: 1_000_000,
+  heapBytes: 1024 ** 3,
+}
+
+if (typeof globalThis.gc !== 'function') {
+  console.error('run with node --expose-gc (heap figures need a forced collection)')
+  process.exit(2)
+}
+
+// ---------------------------------------------------------------- deterministic generation
+
+function mulberry32(seed) {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+const rng = mulberry32(SEED)
+const int = (n) => Math.floor(rng() * n)
+const pick = (list) => list[int(list.length)]
+const chance = (p) => rng() < p
+function shuffled(list) {
+  const out = list.slice()
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = int(i + 1)
+    ;[out[i], out[j]] = [out[j], out[i]]
+  }
+  return out
+}
+const pad = (n, width) => String(n).padStart(width, '0')
+
+const TEAMS = Array.from({ length: 40 }, (_, i) => `team-${pad(i, 2)}`)
+const ENVS = ['prod', 'staging', 'dev']
+const APPS = ['web', 'ui', 'gateway', 'api', 'auth', 'cart', 'catalog', 'search', 'orders', 'payments', 'worker', 'db', 'cache', 'queue']
+const TIER_OF = { web: 'frontend', ui: 'frontend', gateway: 'frontend', db: 'data', cache: 'data', queue: 'data' }
+const tierOf = (app) => TIER_OF[app] ?? 'backend'
+const VERSIONS = ['v1', 'v2', 'v3']
+/** Ports every endpoint serves, plus the app's own. */
+const COMMON_PORTS = [
+  { name: 'http', port: 8080, protocol: 'TCP' },
+  { name: 'metrics', port: 9090, protocol: 'TCP' },
+]
+const APP_PORTS = {
+  api: [{ name: 'grpc', port: 50051, protocol: 'TCP' }],
+  db: [{ name: 'postgres', port: 5432, protocol: 'TCP' }],
+  cache: [{ name: 'redis', port: 6379, protocol: 'TCP' }],
+  queue: [{ name: 'amqp', port: 5672, protocol: 'TCP' }],
+  gateway: [
+    { name: 'https', port: 8443, protocol: 'TCP' },
+    { name: 'dns', port: 53, protocol: 'UDP' },
+  ],
+}
+
+const selector = (matchLabels = {}, matchExpressions = []) => ({ matchLabels, matchExpressions })
+const ipv4 = (a, b, c, d) => `${a}.${b}.${c}.${d}`
+
+/** Namespace n owns 10.<n/256>.<n%256>.0/24 for Pods and 172.<16+n/256>.<n%256>.0/24 for HostEndpoints. */
+const podIp = (n, j) => ipv4(10, n >> 8, n & 255, j + 1)
+const hostIp = (n, j) => ipv4(172, 16 + (n >> 8), n & 255, j + 1)
+
+function generate() {
+  const namespaces = []
+  const nsInfo = []
+  for (let n = 0; n < NAMESPACES; n++) {
+    const name = `ns-${pad(n, 4)}`
+    // A few platform namespaces that cluster policies and NetworkPolicies refer to.
+    const role = n === 0 ? 'monitoring' : n === 1 ? 'dns' : n < 5 ? 'ingress' : undefined
+    const labels = { [NAMESPACE_NAME_LABEL]: name, team: pick(TEAMS), env: pick(ENVS), ...(role ? { role } : {}) }
+    namespaces.push({ kind: 'Namespace', name, labels: labelsFromRecord(labels) })
+    nsInfo.push({ name, labels, apps: shuffled(APPS).slice(0, 10), endpoints: [] })
+  }
+
+  const endpoints = []
+  for (let n = 0; n < NAMESPACES; n++) {
+    const info = nsInfo[n]
+    for (let j = 0; j < ENDPOINTS_PER_NS; j++) {
+      const app = info.apps[j % 10]
+      const host = tierOf(app) === 'data' ? chance(0.5) : chance(0.05)
+      const labels = { app, tier: tierOf(app), version: pick(VERSIONS) }
+      const ep = {
+        kind: host ? 'HostEndpoint' : 'Pod',
+        namespace: info.name,
+        name: host ? `${app}-host-${pad(j, 2)}` : `${app}-${pad(j, 2)}-${int(36 ** 5).toString(36)}`,
+        labels: labelsFromRecord(labels),
+        ips: [parseIp(host ? hostIp(n, j) : podIp(n, j))],
+        namedPorts: [...COMMON_PORTS, ...(APP_PORTS[app] ?? [])],
+        ...(host ? { node: `host-${n}-${j}` } : { node: `node-${int(500)}` }),
+      }
+      endpoints.push(ep)
+      info.endpoints.push(ep)
+    }
+  }
+
+  const policyManifests = []
+  for (let n = 0; n < NAMESPACES; n++) policyManifests.push(...namespacePolicies(nsInfo[n], n))
+  const policies = policyManifests.map(networkPolicySpec)
+  const clusterPolicies = clusterPolicySpecs()
+  return { namespaces, nsInfo, endpoints, policies, policyManifests, clusterPolicies }
+}
+
+function randomPorts() {
+  switch (int(6)) {
+    case 0:
+      return [{ protocol: 'TCP', port: 8080 }]
+    case 1:
+      return [{ port: 'http' }, { port: 'metrics' }]
+    case 2:
+      return [{ protocol: 'TCP', port: 9000, endPort: 9100 }]
+    case 3:
+      return [{ port: 8080 }, { protocol: 'UDP', port: 53 }]
+    case 4:
+      return [{ port: 'grpc' }, { port: 50051, protocol: 'TCP' }]
+    default:
+      return undefined
+  }
+}
+
+/** The 10 NetworkPolicies of a namespace, as Kubernetes manifests. */
+function namespacePolicies(info, n) {
+  const meta = (name) => ({ name, namespace: info.name })
+  const doc = (name, spec) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: meta(name), spec })
+  const out = []
+  const apps = info.apps
+  // Most namespaces start from default-deny; the others let the namespace talk to itself.
+  if (chance(0.6)) out.push(doc('default-deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] }))
+  else out.push(doc('allow-same-namespace', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] }))
+  for (let k = 0; k < 6; k++) {
+    const target = apps[k]
+    const from = [{ podSelector: { matchLabels: { app: pick(apps) } } }]
+    if (chance(0.5)) {
+      from.push({ namespaceSelector: { matchLabels: { team: info.labels.team } }, podSelector: { matchLabels: { app: pick(APPS) } } })
+    }
+    if (chance(0.2)) from.push({ podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend', 'backend'] }] } })
+    const ports = randomPorts()
+    out.push(doc(`allow-${target}-${k}`, { podSelector: { matchLabels: { app: target } }, ingress: [{ from, ...(ports ? { ports } : {}) }] }))
+  }
+  const octet = int(256)
+  out.push(
+    doc('allow-frontend-from-lb', {
+      podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend'] }] },
+      policyTypes: ['Ingress'],
+      ingress: [
+        {
+          from: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`10.${octet}.0.0/16`, `10.${(octet + 1) & 255}.${int(256)}.0/24`] } }, { ipBlock: { cidr: '203.0.113.0/24' } }],
+          ports: [{ protocol: 'TCP', port: 8443 }, { port: 'http' }],
+        },
+      ],
+    }),
+  )
+  // Egress lockdown of one backend app: its database, DNS, and the internet on 443.
+  const locked = apps[6]
+  out.push(
+    doc(`lockdown-${locked}`, {
+      podSelector: { matchLabels: { app: locked } },
+      policyTypes: ['Ingress', 'Egress'],
+      ingress: [{ from: [{ podSelector: { matchLabels: { tier: 'frontend' } } }], ports: [{ port: 'http' }] }],
+      egress: [
+        { to: [{ podSelector: { matchLabels: { app: 'db' } } }], ports: [{ protocol: 'TCP', port: 5432 }] },
+        { to: [{ namespaceSelector: { matchLabels: { role: 'dns' } } }], ports: [{ protocol: 'UDP', port: 53 }] },
+        { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '172.16.0.0/12'] } }], ports: [{ protocol: 'TCP', port: 443 }] },
+      ],
+    }),
+  )
+  out.push(
+    doc('allow-monitoring', {
+      podSelector: {},
+      ingress: [
+        {
+          from: [{ namespaceSelector: { matchLabels: { role: 'monitoring' }, matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] } }],
+          ports: [{ port: 'metrics' }],
+        },
+      ],
+    }),
+  )
+  if (out.length !== POLICIES_PER_NS) throw new Error(`namespace ${n}: ${out.length} policies`)
+  return out
+}
+
+// The model shapes, built from the manifests by hand (the loader is not part of the timed path).
+const labelSelectorSpec = (s) => selector(s?.matchLabels ?? {}, (s?.matchExpressions ?? []).map((e) => ({ key: e.key, operator: e.operator, values: e.values ?? [] })))
+function cidr(text) {
+  const c = parseCidr(text)
+  if (!c || c.hostBitsSet) throw new Error(`bad CIDR ${text}`)
+  return { family: c.family, network: c.network, prefix: c.prefix }
+}
+function peerSpec(p) {
+  if (p.ipBlock) {
+    const except = p.ipBlock.except ?? []
+    return { ipBlock: { cidr: cidr(p.ipBlock.cidr), except: except.map(cidr), text: [p.ipBlock.cidr, ...except.map((e) => `!${e}`)].join(' ') } }
+  }
+  return {
+    podSelector: p.podSelector ? labelSelectorSpec(p.podSelector) : undefined,
+    namespaceSelector: p.namespaceSelector ? labelSelectorSpec(p.namespaceSelector) : undefined,
+  }
+}
+const portSpec = (p) => ({ protocol: p.protocol ?? 'TCP', port: p.port, endPort: p.endPort })
+const ruleSpec = (r, field) => ({ peers: (r[field] ?? []).map(peerSpec), ports: (r.ports ?? []).map(portSpec) })
+function networkPolicySpec(m) {
+  const s = m.spec
+  return {
+    kind: 'NetworkPolicy',
+    namespace: m.metadata.namespace,
+    name: m.metadata.name,
+    podSelector: labelSelectorSpec(s.podSelector),
+    policyTypes: s.policyTypes ?? (s.egress ? ['Ingress', 'Egress'] : ['Ingress']),
+    ingress: (s.ingress ?? []).map((r) => ruleSpec(r, 'from')),
+    egress: (s.egress ?? []).map((r) => ruleSpec(r, 'to')),
+    manifest: m,
+  }
+}
+
+function clusterPolicySpecs() {
+  const all = selector()
+  const ns = (labels, exprs) => ({ namespaces: selector(labels, exprs) })
+  const pods = (nsLabels, podLabels) => ({ pods: { namespaceSelector: selector(nsLabels), podSelector: selector(podLabels) } })
+  const cnp = (name, tier, priority, subject, ingress = [], egress = []) => ({
+    kind: 'ClusterNetworkPolicy',
+    name,
+    tier,
+    priority,
+    subject,
+    ingress,
+    egress,
+    manifest: { name },
+  })
+  const out = [
+    cnp('admin-allow-monitoring', 'Admin', 10, { namespaces: all }, [
+      { name: 'scrape', action: 'Accept', peers: [ns({ role: 'monitoring' })], protocols: [{ namedPort: 'metrics' }] },
+    ]),
+    cnp('admin-allow-dns', 'Admin', 12, { namespaces: all }, [], [
+      { name: 'dns', action: 'Accept', peers: [ns({ role: 'dns' })], protocols: [{ protocol: 'UDP', portRange: { start: 53, end: 53 } }] },
+    ]),
+    cnp('admin-prod-isolation', 'Admin', 20, ns({ env: 'prod' }), [
+      { name: 'no-dev', action: 'Deny', peers: [ns({ env: 'dev' })] },
+      { name: 'ingress-tier', action: 'Pass', peers: [ns({ role: 'ingress' })] },
+    ]),
+    cnp('admin-block-metadata', 'Admin', 25, { namespaces: all }, [], [
+      { name: 'imds', action: 'Deny', peers: [{ networks: [cidr('169.254.169.254/32')] }] },
+    ]),
+    cnp('admin-deny-known-bad', 'Admin', 30, { namespaces: all }, [{ name: 'blocklist', action: 'Deny', peers: [{ networks: [cidr('198.51.100.0/24'), cidr('192.0.2.0/24')] }] }]),
+  ]
+  // Per-team guard rails on the data tier, Admin and Baseline.
+  for (let i = 0; i < 8; i++) {
+    const team = TEAMS[i * 5]
+    out.push(
+      cnp(`admin-${team}-data`, 'Admin', 100 + i, pods({ team }, { tier: 'data' }), [
+        { name: 'own-team', action: 'Pass', peers: [ns({ team })] },
+        { name: 'others', action: 'Deny', peers: [ns({}, [{ key: 'team', operator: 'Exists', values: [] }])], protocols: [{ protocol: 'TCP', portRange: { start: 5432, end: 6379 } }] },
+      ]),
+    )
+  }
+  out.push(
+    cnp('baseline-prod-default-deny', 'Baseline', 10, ns({ env: 'prod' }), [
+      { name: 'same-env', action: 'Accept', peers: [ns({ env: 'prod' })] },
+      { name: 'rest', action: 'Deny', peers: [ns({}), { networks: [cidr('0.0.0.0/0')] }] },
+    ]),
+    cnp('baseline-staging', 'Baseline', 20, ns({ env: 'staging' }), [
+      { name: 'no-dev', action: 'Deny', peers: [ns({ env: 'dev' })], protocols: [{ protocol: 'TCP', portRange: { start: 1, end: 1024 } }] },
+    ]),
+    cnp('baseline-egress-internal', 'Baseline', 30, ns({}, [{ key: 'env', operator: 'In', values: ['prod', 'staging'] }]), [], [
+      { name: 'internal', action: 'Accept', peers: [{ networks: [cidr('10.0.0.0/8'), cidr('172.16.0.0/12')] }] },
+      { name: 'world', action: 'Deny', peers: [{ networks: [cidr('0.0.0.0/0')] }], protocols: [{ protocol: 'TCP', portRange: { start: 1, end: 442 } }] },
+    ]),
+  )
+  for (let i = 0; i < 4; i++) {
+    const team = TEAMS[i * 7 + 1]
+    out.push(
+      cnp(`baseline-${team}-cache`, 'Baseline', 100 + i, pods({ team }, { app: 'cache' }), [
+        { name: 'team-only', action: 'Accept', peers: [pods({ team }, {})] },
+        { name: 'deny', action: 'Deny', peers: [ns({})] },
+      ]),
+    )
+  }
+  return out
+}
+
+// ---------------------------------------------------------------- measurement helpers
+
+const now = () => performance.now()
+function stats(samples) {
+  const s = samples.slice().sort((a, b) => a - b)
+  const q = (f) => s[Math.min(s.length - 1, Math.floor(f * s.length))]
+  return { median: (s[(s.length - 1) >> 1] + s[s.length >> 1]) / 2, p90: q(0.9), max: s[s.length - 1], min: s[0], n: s.length }
+}
+const ms = (x) => `${x.toFixed(x < 10 ? 3 : 1)} ms`
+const mib = (b) => `${(b / 1024 ** 2).toFixed(1)} MiB`
+function heapNow() {
+  globalThis.gc()
+  globalThis.gc()
+  return process.memoryUsage()
+}
+function log(line) {
+  process.stderr.write(`${line}\n`)
+}
+
+// ---------------------------------------------------------------- run
+
+log(`generating (seed ${SEED}): ${NAMESPACES} namespaces, ${NAMESPACES * ENDPOINTS_PER_NS} endpoints, ${NAMESPACES * POLICIES_PER_NS} NetworkPolicies`)
+const memBase = heapNow()
+let t = now()
+const data = generate()
+const generateMs = now() - t
+const memInputs = heapNow()
+const hostCount = data.endpoints.filter((e) => e.kind === 'HostEndpoint').length
+log(`  generated in ${ms(generateMs)}: ${data.endpoints.length - hostCount} Pods, ${hostCount} HostEndpoints, ${data.clusterPolicies.length} ClusterNetworkPolicies`)
+
+function fullCompile() {
+  const compiler = new PolicyCompiler()
+  const t0 = now()
+  for (const o of data.namespaces) compiler.upsert(o)
+  for (const o of data.endpoints) compiler.upsert(o)
+  for (const o of data.policies) compiler.upsert(o)
+  for (const o of data.clusterPolicies) compiler.upsert(o)
+  const snapshot = compiler.commit()
+  return { compiler, snapshot, ms: now() - t0 }
+}
+
+// The first compile is the one a starting process pays (cold JIT); two more show the warm cost.
+log('full compile x3')
+const compileRuns = []
+let compiler
+let snapshot
+for (let i = 0; i < 3; i++) {
+  compiler = undefined
+  snapshot = undefined
+  globalThis.gc()
+  const r = fullCompile()
+  compileRuns.push(r.ms)
+  compiler = r.compiler
+  snapshot = r.snapshot
+  log(`  run ${i + 1}: ${ms(r.ms)}`)
+}
+if (snapshot.endpoints.size !== data.endpoints.length || snapshot.networkPolicies.size !== data.policies.length) {
+  throw new Error(`snapshot holds ${snapshot.endpoints.size} endpoints and ${snapshot.networkPolicies.size} policies`)
+}
+const memCompiled = heapNow()
+
+// ---------------------------------------------------------------- incremental
+
+const incremental = {}
+function timeIncremental(label, makeChange) {
+  const samples = []
+  // A few untimed rounds so that each kind is measured warm, as in a running agent.
+  for (let i = 0; i < REPS + 5; i++) {
+    const change = makeChange(i)
+    const t0 = now()
+    compiler.update(change)
+    const next = compiler.commit()
+    const dt = now() - t0
+    if (next === snapshot) throw new Error(`${label}: commit produced no new snapshot`)
+    snapshot = next
+    if (i >= 5) samples.push(dt)
+  }
+  incremental[label] = stats(samples)
+  log(`  ${label}: median ${ms(incremental[label].median)}, max ${ms(incremental[label].max)}`)
+}
+
+log(`incremental updates (${REPS} each)`)
+const policyByKey = new Map(data.policies.map((p) => [`${p.namespace}/${p.name}`, p]))
+timeIncremental('networkPolicy', () => {
+  // A new port on an existing allow rule: the everyday policy edit.
+  const n = int(NAMESPACES)
+  const name = `allow-${data.nsInfo[n].apps[int(6)]}-`
+  const key = [...policyByKey.keys()].find((k) => k.startsWith(`${data.nsInfo[n].name}/${name}`))
+  const old = policyByKey.get(key)
+  const rule = old.ingress[0]
+  const ports = [...rule.ports, { protocol: 'TCP', port: 10000 + int(50000), endPort: undefined }]
+  const next = { ...old, ingress: [{ ...rule, ports }, ...old.ingress.slice(1)] }
+  policyByKey.set(key, next)
+  return { op: 'upsert', object: next }
+})
+const endpointsNow = data.endpoints.slice()
+timeIncremental('endpointLabels', () => {
+  // A rollout relabels one endpoint; every third one also moves it to another app.
+  const i = int(endpointsNow.length)
+  const old = endpointsNow[i]
+  const labels = new Map(old.labels)
+  labels.set('version', VERSIONS[(VERSIONS.indexOf(labels.get('version')) + 1) % VERSIONS.length])
+  if (chance(1 / 3)) labels.set('app', pick(APPS))
+  const next = { ...old, labels }
+  endpointsNow[i] = next
+  return { op: 'upsert', object: next }
+})
+const namespacesNow = data.namespaces.slice()
+timeIncremental('namespaceLabels', () => {
+  // Promotion from staging to prod, or a team change: moves the namespace between cluster subjects.
+  const i = int(namespacesNow.length)
+  const old = namespacesNow[i]
+  const labels = new Map(old.labels)
+  if (chance(0.5)) labels.set('env', ENVS[(ENVS.indexOf(labels.get('env')) + 1) % ENVS.length])
+  else labels.set('team', pick(TEAMS))
+  const next = { ...old, labels }
+  namespacesNow[i] = next
+  return { op: 'upsert', object: next }
+})
+const clusterNow = data.clusterPolicies.slice()
+timeIncremental('clusterNetworkPolicy', (i) => {
+  // Cycle through every cluster policy, broad subjects (all namespaces) included: a rule edit.
+  const at = i % clusterNow.length
+  const old = clusterNow[at]
+  const dir = old.ingress.length > 0 ? 'ingress' : 'egress'
+  const rule = old[dir][0]
+  const extra = { protocol: 'TCP', portRange: { start: 20000 + int(1000), end: 21000 + int(1000) } }
+  const protocols = rule.protocols && !rule.protocols.some((p) => 'namedPort' in p) ? [...rule.protocols, extra] : rule.protocols ? undefined : [extra]
+  const next = { ...old, [dir]: [{ ...rule, protocols }, ...old[dir].slice(1)] }
+  clusterNow[at] = next
+  return { op: 'upsert', object: next }
+})
+const clusterSubjectSizes = clusterNow.map((p) => {
+  let count = 0
+  for (const r of snapshot.endpoints.values()) if (r.adminPolicies.some((x) => x.name === p.name) || r.baselinePolicies.some((x) => x.name === p.name)) count++
+  return count
+})
+
+// ---------------------------------------------------------------- lookups
+
+log('building flows')
+const liveEndpoints = [...snapshot.endpoints.values()]
+const byNamespace = new Map()
+for (const r of liveEndpoints) {
+  const list = byNamespace.get(r.endpoint.namespace)
+  if (list) list.push(r)
+  else byNamespace.set(r.endpoint.namespace, [r])
+}
+const nsByTeam = new Map()
+for (const nsRecord of snapshot.namespaces) {
+  const team = nsRecord.labels.get('team')
+  if (!nsByTeam.has(team)) nsByTeam.set(team, [])
+  nsByTeam.get(team).push(nsRecord.name)
+}
+const EXTERNAL = ['203.0.113.7', '198.51.100.20', '8.8.8.8', '169.254.169.254', '10.200.3.4', '192.0.2.55']
+const FLOW_PORTS = [
+  [8080, 'TCP'],
+  [9090, 'TCP'],
+  [5432, 'TCP'],
+  [6379, 'TCP'],
+  [443, 'TCP'],
+  [8443, 'TCP'],
+  [50051, 'TCP'],
+  [9050, 'TCP'],
+  [53, 'UDP'],
+  [22, 'TCP'],
+]
+function randomFlow() {
+  const src = pick(liveEndpoints)
+  let dst
+  let srcRef = src.key
+  const kind = rng()
+  if (kind < 0.45) dst = pick(byNamespace.get(src.endpoint.namespace))
+  else if (kind < 0.6) {
+    const team = snapshot.namespace(src.endpoint.namespace).labels.get('team')
+    dst = pick(byNamespace.get(pick(nsByTeam.get(team))))
+  } else if (kind < 0.9) dst = pick(liveEndpoints)
+  let dstRef = dst ? dst.key : pick(EXTERNAL)
+  if (kind >= 0.95 && dst === undefined) {
+    // Inbound from outside.
+    dstRef = src.key
+    srcRef = pick(EXTERNAL)
+  } else if (kind >= 0.85 && kind < 0.9 && chance(0.5)) {
+    // An endpoint by its IP, as a packet would name it.
+    dstRef = `${dst.endpoint.ips[0].words[0] >>> 24}.${(dst.endpoint.ips[0].words[0] >>> 16) & 255}.${(dst.endpoint.ips[0].words[0] >>> 8) & 255}.${dst.endpoint.ips[0].words[0] & 255}`
+  }
+  const [port, protocol] = chance(0.1) ? [1 + int(65535), 'TCP'] : pick(FLOW_PORTS)
+  return { srcRef, dstRef, port, protocol }
+}
+const flows = Array.from({ length: DISTINCT_FLOWS }, randomFlow)
+const srcPeers = flows.map((f) => snapshot.resolve(f.srcRef))
+const dstPeers = flows.map((f) => snapshot.resolve(f.dstRef))
+const ports = Int32Array.from(flows, (f) => f.port)
+const protocols = flows.map((f) => f.protocol)
+const srcRefs = flows.map((f) => f.srcRef)
+const dstRefs = flows.map((f) => f.dstRef)
+
+function runEvaluate(count) {
+  const mask = DISTINCT_FLOWS - 1
+  let allowed = 0
+  const t0 = now()
+  for (let i = 0; i < count; i++) {
+    const k = i & mask
+    if (snapshot.evaluate(srcPeers[k], dstPeers[k], ports[k], protocols[k]).allowed) allowed++
+  }
+  return { ms: now() - t0, allowed }
+}
+function runEvaluateRefs(count) {
+  const mask = DISTINCT_FLOWS - 1
+  let allowed = 0
+  const t0 = now()
+  for (let i = 0; i < count; i++) {
+    const k = i & mask
+    if (snapshot.evaluateRefs(srcRefs[k], dstRefs[k], ports[k], protocols[k]).allowed) allowed++
+  }
+  return { ms: now() - t0, allowed }
+}
+
+log(`evaluate(): ${LOOKUPS} lookups over ${DISTINCT_FLOWS} distinct flows`)
+runEvaluate(200_000)
+const evalRun = runEvaluate(LOOKUPS)
+const evalRate = LOOKUPS / (evalRun.ms / 1000)
+log(`  ${Math.round(evalRate).toLocaleString('en-US')} lookups/s, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed`)
+log(`evaluateRefs(): ${REF_LOOKUPS} lookups`)
+runEvaluateRefs(100_000)
+const refRun = runEvaluateRefs(REF_LOOKUPS)
+const refRate = REF_LOOKUPS / (refRun.ms / 1000)
+log(`  ${Math.round(refRate).toLocaleString('en-US')} lookups/s, ${((100 * refRun.allowed) / REF_LOOKUPS).toFixed(1)}% allowed`)
+
+// Which tier decided: shows that every layer of the evaluation is exercised.
+const decided = {}
+for (let k = 0; k < DISTINCT_FLOWS; k++) {
+  const v = snapshot.evaluate(srcPeers[k], dstPeers[k], ports[k], protocols[k])
+  const key = `${v.decidedBy.tier}:${v.allowed ? 'allow' : 'deny'}`
+  decided[key] = (decided[key] ?? 0) + 1
+}
+
+// ---------------------------------------------------------------- optional: YAML loading
+
+let yamlResult
+if (WITH_YAML) {
+  log('YAML: stringify the NetworkPolicies (untimed), then loadObjects (timed)')
+  const text = data.policyManifests.map((m) => stringify(m)).join('---\n')
+  globalThis.gc()
+  const t0 = now()
+  const loaded = loadObjects([{ file: 'policies.yaml', text }], { accept: 'policy' })
+  const loadMs = now() - t0
+  // The hand-built specs must mean what the loader reads: compare verdicts on a sample.
+  const check = new PolicyCompiler()
+  for (const o of data.namespaces) check.upsert(o)
+  for (const o of data.endpoints) check.upsert(o)
+  for (const o of loaded.policies) check.upsert(o)
+  for (const o of data.clusterPolicies) check.upsert(o)
+  const fromYaml = check.commit()
+  const direct = fullCompile().snapshot
+  let mismatches = 0
+  for (let k = 0; k < 20_000; k++) {
+    const f = flows[k]
+    if (fromYaml.evaluateRefs(f.srcRef, f.dstRef, f.port, f.protocol).allowed !== direct.evaluateRefs(f.srcRef, f.dstRef, f.port, f.protocol).allowed) mismatches++
+  }
+  yamlResult = { bytes: Buffer.byteLength(text), documents: loaded.policies.length, loadMs, mismatches }
+  log(`  ${loaded.policies.length} documents, ${mib(yamlResult.bytes)} in ${ms(loadMs)}; ${mismatches} verdict mismatches vs hand-built specs`)
+  if (mismatches > 0) process.exitCode = 1
+}
+
+// ---------------------------------------------------------------- report
+
+const rss = process.memoryUsage().rss
+const worstIncremental = Math.max(...Object.values(incremental).map((s) => s.max))
+const worstIncrementalMedian = Math.max(...Object.values(incremental).map((s) => s.median))
+const checks = [
+  ['full compile (cold, first run)', `< ${TARGETS.compileMs} ms`, ms(compileRuns[0]), compileRuns[0] < TARGETS.compileMs],
+  ['incremental, worst max of (a)-(d)', `< ${TARGETS.incrementalMs} ms`, ms(worstIncremental), worstIncremental < TARGETS.incrementalMs],
+  ['evaluate() lookups/s', `> ${TARGETS.lookupsPerSecond.toLocaleString('en-US')}`, Math.round(evalRate).toLocaleString('en-US'), evalRate > TARGETS.lookupsPerSecond],
+  ['heap used after compile', `< ${mib(TARGETS.heapBytes)}`, mib(memCompiled.heapUsed), memCompiled.heapUsed < TARGETS.heapBytes],
+]
+
+const rows = [
+  ['scale', `${NAMESPACES} namespaces, ${data.endpoints.length} endpoints (${hostCount} HostEndpoints), ${data.policies.length} NetworkPolicies, ${data.clusterPolicies.length} ClusterNetworkPolicies`],
+  ['generate inputs (untimed)', ms(generateMs)],
+  ['full compile (upserts + commit)', `cold ${ms(compileRuns[0])}, warm ${ms(compileRuns[1])} / ${ms(compileRuns[2])}`],
+  ...Object.entries({
+    '(a) one NetworkPolicy': incremental.networkPolicy,
+    '(b) one endpoint\'s labels': incremental.endpointLabels,
+    '(c) one namespace\'s labels': incremental.namespaceLabels,
+    '(d) one ClusterNetworkPolicy': incremental.clusterNetworkPolicy,
+  }).map(([k, s]) => [`incremental ${k}`, `median ${ms(s.median)}, p90 ${ms(s.p90)}, max ${ms(s.max)} (n=${s.n})`]),
+  ['evaluate(), pre-resolved peers', `${Math.round(evalRate).toLocaleString('en-US')} lookups/s (${LOOKUPS.toLocaleString('en-US')} lookups, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed)`],
+  ['evaluateRefs(), strings resolved', `${Math.round(refRate).toLocaleString('en-US')} lookups/s (${REF_LOOKUPS.toLocaleString('en-US')} lookups, ${((100 * refRun.allowed) / REF_LOOKUPS).toFixed(1)}% allowed)`],
+  ['decided by (tier:verdict)', Object.entries(decided).sort().map(([k, v]) => `${k} ${((100 * v) / DISTINCT_FLOWS).toFixed(1)}%`).join(', ')],
+  ['heap used: inputs only', mib(memInputs.heapUsed - memBase.heapUsed)],
+  ['heap used: after compile (total)', `${mib(memCompiled.heapUsed)} (compiled state ${mib(memCompiled.heapUsed - memInputs.heapUsed)})`],
+  ['RSS after compile / at end', `${mib(memCompiled.rss)} / ${mib(rss)}`],
+  ...(yamlResult
+    ? [['YAML loadObjects (separate, not a target)', `${yamlResult.documents} NetworkPolicies, ${mib(yamlResult.bytes)}: ${ms(yamlResult.loadMs)}`]]
+    : []),
+]
+const width = Math.max(...rows.map((r) => r[0].length), ...checks.map((c) => c[0].length))
+console.log('')
+console.log(`flatnet policy benchmark (node ${process.version}, seed ${SEED}${QUICK ? ', QUICK' : ''})`)
+console.log('-'.repeat(width + 60))
+for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
+console.log('')
+console.log(`${'target'.padEnd(width)}  ${'goal'.padEnd(14)}${'measured'.padEnd(16)}result`)
+console.log('-'.repeat(width + 60))
+for (const [name, goal, measured, ok] of checks) console.log(`${name.padEnd(width)}  ${goal.padEnd(14)}${measured.padEnd(16)}${ok ? 'PASS' : 'MISS'}`)
+console.log('')
+const round = (x) => Math.round(x * 1000) / 1000
+const statsJson = (s) => ({ medianMs: round(s.median), p90Ms: round(s.p90), maxMs: round(s.max), n: s.n })
+console.log(
+  JSON.stringify({
+    bench: 'policy',
+    node: process.version,
+    seed: SEED,
+    quick: QUICK,
+    scale: { namespaces: NAMESPACES, endpoints: data.endpoints.length, hostEndpoints: hostCount, networkPolicies: data.policies.length, clusterNetworkPolicies: data.clusterPolicies.length },
+    compileMs: { cold: round(compileRuns[0]), warm: compileRuns.slice(1).map(round) },
+    incremental: {
+      networkPolicy: statsJson(incremental.networkPolicy),
+      endpointLabels: statsJson(incremental.endpointLabels),
+      namespaceLabels: statsJson(incremental.namespaceLabels),
+      clusterNetworkPolicy: statsJson(incremental.clusterNetworkPolicy),
+    },
+    clusterSubjectSizes: Object.fromEntries(clusterNow.map((p, i) => [p.name, clusterSubjectSizes[i]])),
+    evaluate: { lookups: LOOKUPS, perSecond: Math.round(evalRate), allowedFraction: round(evalRun.allowed / LOOKUPS) },
+    evaluateRefs: { lookups: REF_LOOKUPS, perSecond: Math.round(refRate), allowedFraction: round(refRun.allowed / REF_LOOKUPS) },
+    decidedBy: decided,
+    memory: { inputsHeapBytes: memInputs.heapUsed - memBase.heapUsed, heapUsedAfterCompileBytes: memCompiled.heapUsed, rssAfterCompileBytes: memCompiled.rss, rssEndBytes: rss },
+    yaml: yamlResult ?? null,
+    targets: Object.fromEntries(checks.map(([name, , , ok]) => [name, ok ? 'PASS' : 'MISS'])),
+    worstIncrementalMedianMs: round(worstIncrementalMedian),
+  }),
+)
+if (checks.some((c) => !c[3])) process.exitCode = 1
