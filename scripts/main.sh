@@ -3,9 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-flatnet() { node packages/cli/bin/flatnet.js "$@"; }
-set -x
-flatnet policy validate -f examples/policies
+flatnet() {
+  printf '\n\033[1m$ flatnet %s\033[0m\n' "$*"
+  node packages/cli/bin/flatnet.js "$@"
+}
+flatnet policy validate -f examples/policies -f examples/inventory
 flatnet policy explain -f examples/policies -i examples/inventory --from shop/frontend --to shop/api --port 8080/TCP
 flatnet policy explain -f examples/policies -i examples/inventory --from shop/frontend --to data/postgres --port 5432/TCP
 flatnet policy test -f examples/policies -i examples/inventory --tests examples/policy-tests.yaml

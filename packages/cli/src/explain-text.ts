@@ -30,7 +30,8 @@ export function explainText(out: Out, src: FlowPeer, dst: FlowPeer, port: number
     `  ${paint(out, 'bold', 'because')} ${verdict.decidedBy.reason}.`,
   ]
   const other = verdict.decidedBy === verdict.egress ? verdict.ingress : verdict.egress
-  if (verdict.allowed || !other.allowed) lines.push(`  ${paint(out, 'dim', `and ${other.reason}.`)}`)
+  // When both directions deny, the second reason matters too; otherwise the table says it.
+  if (!other.allowed) lines.push(`  ${paint(out, 'bold', 'and')} ${other.reason}.`)
   lines.push('', paint(out, 'dim', `  source: ${describePeer(src)}; destination: ${describePeer(dst)}`))
   return lines.join('\n')
 }
