@@ -1,0 +1,5 @@
+export * from './errors.js'
+export * from './keys.js'
+export * from './canonical-json.js'
+export * from './object-store.js'
+export * from './watch.js'

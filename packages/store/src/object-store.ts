@@ -1,0 +1,180 @@
+/**
+ * The shared store: typed objects in Redis, each write one atomic revision with its change feed.
+ */
+import type { Cluster, Redis } from 'ioredis'
+import { canonicalJson } from './canonical-json.js'
+import { RevisionMismatchError, StoreUnavailableError } from './errors.js'
+import { STORE_KINDS, storeKeys, type StoreKeys, type StoreKind } from './keys.js'
+import { APPLY_SCRIPT } from './lua.js'
+import { StoreWatch, type WatchOptions } from './watch.js'
+
+export type RedisClient = Redis | Cluster
+
+export interface StoredObject {
+  readonly kind: StoreKind
+  readonly key: string
+  /** The revision of the write that last changed it. */
+  readonly revision: number
+  /** The revision of the write that created it. */
+  readonly createRevision: number
+  readonly value: unknown
+}
+
+export type WriteOp =
+  | { readonly op: 'put'; readonly kind: StoreKind; readonly key: string; readonly value: unknown }
+  | { readonly op: 'delete'; readonly kind: StoreKind; readonly key: string }
+
+export type WriteResult = 'created' | 'configured' | 'unchanged' | 'deleted' | 'notfound'
+
+export interface WriteOutcome {
+  /** The store's revision after the write (unchanged when nothing changed). */
+  readonly revision: number
+  readonly results: readonly WriteResult[]
+}
+
+export const STORE_DEFAULTS = Object.freeze({
+  cluster: 'default',
+  /** Feed entries kept (approximately); a watcher further behind than this resyncs. */
+  feedMaxLength: 100_000,
+  /** Upper bound for one store operation, so that no command hangs. */
+  commandTimeoutMs: 5_000,
+})
+
+export interface StoreComponents {
+  readonly redis: RedisClient
+  /** Where Redis is, for messages; never with credentials. */
+  readonly where: string
+}
+
+export type StoreOptions = Partial<typeof STORE_DEFAULTS>
+
+interface ApplyCommand {
+  flatnetApply(numKeys: number, ...args: (string | number)[]): Promise<[number, string[]]>
+}
+
+/** Parses the stored form `<modRevision>\n<createRevision>\n<json>`. */
+export function parseStored(kind: StoreKind, key: string, raw: string): StoredObject {
+  const a = raw.indexOf('\n')
+  const b = raw.indexOf('\n', a + 1)
+  return { kind, key, revision: Number(raw.slice(0, a)), createRevision: Number(raw.slice(a + 1, b)), value: JSON.parse(raw.slice(b + 1)) }
+}
+
+export class FlatnetStore {
+  readonly keys: StoreKeys
+  readonly options: Readonly<typeof STORE_DEFAULTS>
+  private readonly redis: RedisClient
+
+  constructor(
+    private readonly components: StoreComponents,
+    options: StoreOptions = {},
+  ) {
+    this.options = Object.freeze({ ...STORE_DEFAULTS, ...options })
+    this.keys = storeKeys(this.options.cluster)
+    this.redis = components.redis
+    this.redis.defineCommand('flatnetApply', { lua: APPLY_SCRIPT })
+  }
+
+  get where(): string {
+    return this.components.where
+  }
+
+  get client(): RedisClient {
+    return this.redis
+  }
+
+  /** Runs a store operation with the command timeout, mapping transport failures to StoreUnavailableError. */
+  async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new StoreUnavailableError(this.where, `no answer within ${this.options.commandTimeoutMs} ms (${what})`)), this.options.commandTimeoutMs)
+    })
+    try {
+      return await Promise.race([fn(), timeout])
+    } catch (err) {
+      if (err instanceof StoreUnavailableError || isReplyError(err)) throw err
+      throw new StoreUnavailableError(this.where, (err as Error).message)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  /**
+   * Writes objects atomically as one revision. `ifRevision`: only if the store is still at that
+   * revision (optimistic concurrency for read-modify-write).
+   */
+  async write(ops: readonly WriteOp[], opts: { ifRevision?: number } = {}): Promise<WriteOutcome> {
+    const kinds = [...new Set(ops.map((o) => o.kind))]
+    const keys = [this.keys.revision, this.keys.feed, ...kinds.map((k) => this.keys.objects(k))]
+    const args: (string | number)[] = [opts.ifRevision === undefined ? '' : String(opts.ifRevision), this.options.feedMaxLength]
+    for (const o of ops) {
+      args.push(o.op, kinds.indexOf(o.kind) + 3, o.kind, o.key, o.op === 'put' ? canonicalJson(o.value) : '')
+    }
+    try {
+      const [revision, results] = await this.call('write', () => (this.redis as unknown as ApplyCommand).flatnetApply(keys.length, ...keys, ...args))
+      return { revision: Number(revision), results: results as WriteResult[] }
+    } catch (err) {
+      const m = isReplyError(err) ? /REVISION_MISMATCH (\d+)/.exec((err as Error).message) : null
+      if (m) throw new RevisionMismatchError(opts.ifRevision as number, Number(m[1]))
+      throw err
+    }
+  }
+
+  async revision(): Promise<number> {
+    return Number((await this.call('revision', () => this.redis.get(this.keys.revision))) ?? 0)
+  }
+
+  async get(kind: StoreKind, key: string): Promise<StoredObject | undefined> {
+    const raw = await this.call('get', () => this.redis.hget(this.keys.objects(kind), key))
+    return raw == null ? undefined : parseStored(kind, key, raw)
+  }
+
+  async list(kind: StoreKind): Promise<StoredObject[]> {
+    const all = await this.call('list', () => this.redis.hgetall(this.keys.objects(kind)))
+    return Object.entries(all)
+      .map(([key, raw]) => parseStored(kind, key, raw))
+      .sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  }
+
+  /** Every object of the given kinds at one revision (MULTI/EXEC: nothing can write in between). */
+  async snapshot(kinds: readonly StoreKind[] = STORE_KINDS): Promise<{ revision: number; objects: StoredObject[] }> {
+    const replies = await this.call('snapshot', async () => {
+      const multi = this.redis.multi().get(this.keys.revision)
+      for (const kind of kinds) multi.hgetall(this.keys.objects(kind))
+      return (await multi.exec()) ?? []
+    })
+    const [revErr, rev] = replies[0] ?? [null, null]
+    if (revErr) throw revErr
+    const objects: StoredObject[] = []
+    kinds.forEach((kind, i) => {
+      const [err, hash] = replies[i + 1] ?? [null, {}]
+      if (err) throw err
+      for (const [key, raw] of Object.entries(hash as Record<string, string>)) objects.push(parseStored(kind, key, raw))
+    })
+    return { revision: Number(rev ?? 0), objects }
+  }
+
+  /** Reports what a node enforces; kept apart from objects so reports never bump the revision. */
+  async setStatus(node: string, status: Record<string, unknown>): Promise<void> {
+    await this.call('status', () => this.redis.hset(this.keys.status, node, canonicalJson(status)))
+  }
+
+  async listStatus(): Promise<Map<string, Record<string, unknown>>> {
+    const all = await this.call('status', () => this.redis.hgetall(this.keys.status))
+    return new Map(Object.entries(all).map(([node, json]) => [node, JSON.parse(json) as Record<string, unknown>]))
+  }
+
+  /** Loads a snapshot, then follows the feed. See watch.ts. */
+  watch(options: WatchOptions): StoreWatch {
+    const w = new StoreWatch(this, options)
+    w.start()
+    return w
+  }
+
+  async close(): Promise<void> {
+    this.redis.disconnect()
+  }
+}
+
+export function isReplyError(err: unknown): boolean {
+  return err instanceof Error && err.name === 'ReplyError'
+}
