@@ -13,12 +13,17 @@ export function typeName(value: unknown): string {
   if (value === null) return 'null'
   if (Array.isArray(value)) return 'a list'
   if (typeof value === 'object') return 'an object'
-  if (typeof value === 'string') return `a string (${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value)})`
+  if (typeof value === 'string') return `a string (${quoted(value)})`
   if (typeof value === 'number' || typeof value === 'boolean') return `a ${typeof value} (${String(value)})`
   return `a ${typeof value}`
 }
 
 const MISSING = 'required field is missing'
+
+/** A value quoted for a message; a 300-character name would drown the reason it is wrong. */
+export function quoted(text: string): string {
+  return text.length > 70 ? `${JSON.stringify(`${text.slice(0, 60)}...`)} (${text.length} characters)` : JSON.stringify(text)
+}
 
 export class FieldReader {
   constructor(
@@ -110,7 +115,7 @@ export class FieldReader {
     for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
       const badKey = checkKey(k)
       if (badKey) {
-        this.fail([...path, k], `invalid key "${k}": ${badKey}`, 'key')
+        this.fail([...path, k], `invalid key ${quoted(k)}: ${badKey}`, 'key')
         ok = false
         continue
       }
@@ -123,7 +128,7 @@ export class FieldReader {
       }
       const badValue = checkValue(v)
       if (badValue) {
-        this.fail([...path, k], `invalid value "${v}": ${badValue}`)
+        this.fail([...path, k], `invalid value ${quoted(v)}: ${badValue}`)
         ok = false
         continue
       }

@@ -4,13 +4,13 @@
  * in one ValidationError and nothing is returned.
  */
 import { endpointKey, formatIp, ValidationError, type ValidationIssue } from '@flatnet/core'
-import { FieldReader } from './field-reader.js'
+import { FieldReader, typeName } from './field-reader.js'
 import type { EndpointObject, FlatnetObject, NamespaceObject, PolicyObject } from './model.js'
 import { policyKey } from './model.js'
 import { readClusterNetworkPolicy } from './read-cluster-network-policy.js'
 import { readHostEndpoint, readNamespace, readPod } from './read-inventory.js'
 import { readNetworkPolicy } from './read-network-policy.js'
-import { parseSource, type PathSegment, type SourceDocument } from './source.js'
+import { formatPath, parseSource, type PathSegment, type SourceDocument } from './source.js'
 
 export interface SourceText {
   readonly file: string
@@ -53,14 +53,18 @@ function readObject(
   out: { object: FlatnetObject; doc: SourceDocument; path: readonly PathSegment[] }[],
 ): void {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    r.fail(prefix, 'a document must be an object with apiVersion and kind')
+    const what = prefix.length > 0 ? 'a list item' : 'a document'
+    const hint = Array.isArray(value) && prefix.length === 0 ? '; put several objects in a List or separate them with ---' : ''
+    r.fail(prefix, `${what} must be an object with apiVersion and kind, got ${typeName(value)}${hint}`)
     return
   }
   const doc = value as Record<string, unknown>
   const apiVersion = doc.apiVersion
   const kind = doc.kind
-  if (typeof kind !== 'string' || kind === '') return void r.fail([...prefix, 'kind'], 'required field is missing')
-  if (typeof apiVersion !== 'string' || apiVersion === '') return void r.fail([...prefix, 'apiVersion'], 'required field is missing')
+  if (kind == null || kind === '') return void r.fail([...prefix, 'kind'], 'required field is missing')
+  if (typeof kind !== 'string') return void r.fail([...prefix, 'kind'], `must be a string, got ${typeName(kind)}`)
+  if (apiVersion == null || apiVersion === '') return void r.fail([...prefix, 'apiVersion'], 'required field is missing')
+  if (typeof apiVersion !== 'string') return void r.fail([...prefix, 'apiVersion'], `must be a string, got ${typeName(apiVersion)}`)
   if (kind === 'List' || (kind.endsWith('List') && Array.isArray(doc.items))) {
     r.object(doc, prefix, ['apiVersion', 'kind', 'metadata', 'items'])
     const items = r.array(doc.items, [...prefix, 'items'])
@@ -69,9 +73,12 @@ function readObject(
   }
   const known = KINDS.find((k) => k.kind === kind)
   if (!known) {
-    const retired = RETIRED_KINDS[kind]
+    const retired = Object.hasOwn(RETIRED_KINDS, kind) ? RETIRED_KINDS[kind] : undefined
+    // Kinds are case-sensitive to the API server; a case slip deserves a pointer, not a list.
+    const nearly = KINDS.find((k) => k.kind.toLowerCase() === kind.toLowerCase())
     const supported = KINDS.map((k) => k.kind).join(', ')
-    return void r.fail([...prefix, 'kind'], retired ?? `unsupported kind "${kind}"; flatnet reads ${supported}`)
+    const message = nearly ? `unsupported kind "${kind}"; did you mean "${nearly.kind}"?` : `unsupported kind "${kind}"; flatnet reads ${supported}`
+    return void r.fail([...prefix, 'kind'], retired ?? message)
   }
   if (known.apiVersion !== apiVersion) {
     return void r.fail([...prefix, 'apiVersion'], `${kind} must have apiVersion "${known.apiVersion}", got "${String(apiVersion)}"`)
@@ -82,7 +89,8 @@ function readObject(
   }
   // A reader per document position: errors inside a List item carry the item's path prefix.
   const scoped = new FieldReader({ ...r.doc, locate: (p, at) => r.doc.locate([...prefix, ...p], at) }, [])
-  const allowedTop = ['apiVersion', 'kind', 'metadata', 'spec', ...(kind === 'Pod' || kind === 'Namespace' || kind === 'NetworkPolicy' ? ['status'] : [])]
+  // `status` is written by the cluster, so `kubectl get -o yaml` output has it; it is ignored.
+  const allowedTop = ['apiVersion', 'kind', 'metadata', 'spec', ...(kind === 'HostEndpoint' ? [] : ['status'])]
   scoped.object(doc, [], allowedTop)
   let object: FlatnetObject | undefined
   switch (kind) {
@@ -103,14 +111,23 @@ function readObject(
       break
   }
   // Paths in issues must be relative to the document, so re-prefix them.
+  const itemPrefix = formatPath(prefix)
   for (const issue of scoped.issues) {
-    const itemPrefix = prefix.length > 0 ? prefix.map((s) => (typeof s === 'number' ? `[${s}]` : s)).join('.').replace(/\.\[/g, '[') : ''
     r.issues.push(itemPrefix ? { ...issue, path: issue.path ? `${itemPrefix}.${issue.path}` : itemPrefix } : issue)
   }
   if (object && scoped.issues.length === 0) {
     const pos = r.doc.locate(prefix)
     out.push({ object: { ...object, origin: { ...pos, documentIndex: r.doc.index } }, doc: r.doc, path: prefix })
   }
+}
+
+/** Where the i-th IP of a loaded endpoint was written; the readers keep the written order. */
+function ipFieldPath(kind: 'Pod' | 'HostEndpoint', doc: SourceDocument, at: readonly PathSegment[], i: number): PathSegment[] {
+  if (kind === 'HostEndpoint') return ['spec', 'ips', i]
+  let value: unknown = doc.value
+  for (const seg of at) value = (value as Record<string | number, unknown>)[seg]
+  const status = (value as { status?: { podIPs?: unknown } }).status
+  return status?.podIPs != null ? ['status', 'podIPs', i, 'ip'] : ['status', 'podIP']
 }
 
 function objectIdentity(o: FlatnetObject): string {
@@ -134,19 +151,21 @@ export function loadObjects(sources: readonly SourceText[], options: LoadOptions
   for (const { object, doc, path } of found) {
     const id = objectIdentity(object)
     const prior = seen.get(id)
-    const pos = doc.locate(path)
     if (prior) {
-      issues.push({ ...pos, path: 'metadata.name', message: `${id} is defined twice (also at ${prior.origin?.file}:${prior.origin?.line})` })
+      const namePath = [...path, 'metadata', 'name']
+      const where = prior.origin ? `${prior.origin.file}:${prior.origin.line}` : 'another document'
+      issues.push({ ...doc.locate(namePath), path: formatPath(namePath), message: `${id} is defined twice (also at ${where})` })
       continue
     }
     seen.set(id, object)
     if (object.kind === 'Pod' || object.kind === 'HostEndpoint') {
-      for (const ip of object.ips) {
+      object.ips.forEach((ip, i) => {
         const text = formatIp(ip)
         const owner = ipOwner.get(text)
-        if (owner) issues.push({ ...pos, path: '', message: `IP ${text} of ${endpointKey(object)} is also the IP of ${owner}` })
-        else ipOwner.set(text, endpointKey(object))
-      }
+        if (owner === undefined) return void ipOwner.set(text, endpointKey(object))
+        const ipPath = [...path, ...ipFieldPath(object.kind, doc, path, i)]
+        issues.push({ ...doc.locate(ipPath), path: formatPath(ipPath), message: `IP ${text} of ${object.kind} ${endpointKey(object)} is also the IP of ${owner}` })
+      })
     }
   }
   if (issues.length > 0) throw new ValidationError(issues)

@@ -7,7 +7,7 @@
 import { checkPortName, type Cidr, type Protocol } from '@flatnet/core'
 import type { FieldReader, Path } from './field-reader.js'
 import type { ClusterNetworkPolicySpec, ClusterPeerSpec, ClusterProtocolSpec, ClusterRuleAction, ClusterRuleSpec, ClusterSelection, Tier } from './model.js'
-import { readCidr, readLabelSelector, readMetadata } from './read-common.js'
+import { peersFieldHint, readCidr, readLabelSelector, readMetadata } from './read-common.js'
 
 export const CNP_LIMITS = Object.freeze({ minPriority: 0, maxPriority: 1000, maxRules: 25, maxPeers: 25, maxProtocols: 25, maxNetworks: 25 })
 
@@ -25,8 +25,8 @@ export function readClusterNetworkPolicy(r: FieldReader, doc: Record<string, unk
   return { kind: 'ClusterNetworkPolicy', name: meta.name, tier, priority, subject, ingress, egress, manifest: doc }
 }
 
-function readSelection(r: FieldReader, value: unknown, path: Path, extra: readonly string[] = []): ClusterSelection | undefined {
-  const s = r.object(value, path, ['namespaces', 'pods', ...extra])
+function readSelection(r: FieldReader, value: unknown, path: Path, extra: readonly string[] = [], hints: Readonly<Record<string, string>> = {}): ClusterSelection | undefined {
+  const s = r.object(value, path, ['namespaces', 'pods', ...extra], [], hints)
   if (!s) return undefined
   const set = Object.keys(s).filter((k) => s[k] != null)
   if (set.length !== 1) return r.fail(path, `exactly one of ${['namespaces', 'pods', ...extra].join(', ')} must be set, got ${set.length === 0 ? 'none' : set.join(' and ')}`)
@@ -50,11 +50,15 @@ function readRules(r: FieldReader, value: unknown, path: Path, peersField: 'from
   const rules: ClusterRuleSpec[] = []
   list.forEach((item, i) => {
     const p = [...path, i]
-    const rule = r.object(item, p, ['name', 'action', peersField, 'protocols'], ['action', peersField])
+    const rule = r.object(item, p, ['name', 'action', peersField, 'protocols'], ['action', peersField], ruleHints(peersField))
     if (!rule) return
     const before = r.issues.length
-    const name = rule.name == null ? undefined : r.string(rule.name, [...p, 'name'], { maxLength: 100 })
-    const action = rule.action == null ? undefined : r.oneOf(rule.action, [...p, 'action'], ['Accept', 'Deny', 'Pass'] as const)
+    // The CRD sets no minimum length: an empty name is the same as none.
+    const name = rule.name == null ? undefined : r.string(rule.name, [...p, 'name'], { allowEmpty: true, maxLength: 100 }) || undefined
+    let action: ClusterRuleAction | undefined
+    if (rule.action === 'Allow') {
+      r.fail([...p, 'action'], 'must be one of "Accept", "Deny", "Pass", got "Allow": AdminNetworkPolicy\'s Allow is Accept in ClusterNetworkPolicy')
+    } else if (rule.action != null) action = r.oneOf(rule.action, [...p, 'action'], ['Accept', 'Deny', 'Pass'] as const)
     if (action === 'Pass' && tier === 'Baseline') {
       r.fail([...p, 'action'], 'Pass is not allowed in the Baseline tier: there is no later tier to pass to')
     }
@@ -77,9 +81,14 @@ function readRules(r: FieldReader, value: unknown, path: Path, peersField: 'from
       }
     }
     if (r.issues.length > before || !action) return
-    rules.push({ name, action: action as ClusterRuleAction, peers, protocols })
+    rules.push({ name, action, peers, protocols })
   })
   return rules
+}
+
+/** Rules written for AdminNetworkPolicy (v1alpha1) name their ports `ports`; v1alpha2 says `protocols`. */
+function ruleHints(peersField: 'from' | 'to'): Record<string, string> {
+  return { ...peersFieldHint(peersField), ports: 'ClusterNetworkPolicy rules list ports under "protocols" (AdminNetworkPolicy\'s "ports" was renamed)' }
 }
 
 function readPeer(r: FieldReader, value: unknown, path: Path, field: 'from' | 'to'): ClusterPeerSpec | undefined {
@@ -93,15 +102,19 @@ function readPeer(r: FieldReader, value: unknown, path: Path, field: 'from' | 't
       if (set.length !== 1) return r.fail(path, `exactly one of namespaces, pods, networks must be set, got ${set.join(' and ')}`)
       const list = r.array(v.networks, [...path, 'networks'], { min: 1, max: CNP_LIMITS.maxNetworks })
       const networks: Cidr[] = []
+      const written = new Set<unknown>()
       list?.forEach((c, i) => {
-        const cidr = readCidr(r, c, [...path, 'networks', i])
-        if (cidr) networks.push(cidr)
+        const cidr = readCidr(r, c, [...path, 'networks', i], { maxLength: 43 })
+        // The CRD makes networks a set (x-kubernetes-list-type: set): the API server refuses repeats.
+        if (cidr && written.has(c)) r.fail([...path, 'networks', i], `duplicate value ${JSON.stringify(c)}`)
+        else if (cidr) networks.push(cidr)
+        written.add(c)
       })
       return list && networks.length === list.length ? { networks } : undefined
     }
     return readSelection(r, value, path, ['networks'])
   }
-  return readSelection(r, value, path)
+  return readSelection(r, value, path, [], { networks: 'networks peers are only allowed in egress rules ("to")' })
 }
 
 function readProtocol(r: FieldReader, value: unknown, path: Path): ClusterProtocolSpec | undefined {

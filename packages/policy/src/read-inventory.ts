@@ -5,8 +5,8 @@
  * volumes, conditions...), so for Pods only the fields flatnet reads are checked; every other
  * kind rejects unknown fields.
  */
-import { checkPortName, labelsFromRecord, NAMESPACE_NAME_LABEL, parseIp, type IpAddress, type NamedPort, type Protocol } from '@flatnet/core'
-import type { FieldReader, Path } from './field-reader.js'
+import { checkDns1123Label, checkPortName, ipEquals, labelsFromRecord, NAMESPACE_NAME_LABEL, parseIp, type IpAddress, type NamedPort, type Protocol } from '@flatnet/core'
+import { typeName, type FieldReader, type Path } from './field-reader.js'
 import type { EndpointObject, NamespaceObject } from './model.js'
 import { readMetadata } from './read-common.js'
 
@@ -14,7 +14,7 @@ const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP']
 
 export function readNamespace(r: FieldReader, doc: Record<string, unknown>): NamespaceObject | undefined {
   const before = r.issues.length
-  const meta = readMetadata(r, doc.metadata, ['metadata'], 'cluster')
+  const meta = readMetadata(r, doc.metadata, ['metadata'], 'cluster', checkDns1123Label)
   if (doc.spec != null) r.object(doc.spec, ['spec'], ['finalizers'])
   if (doc.status != null) r.object(doc.status, ['status'], ['phase', 'conditions'])
   if (!meta?.name || r.issues.length > before) return undefined
@@ -29,14 +29,17 @@ function readIpList(r: FieldReader, values: readonly { value: unknown; path: Pat
     const text = r.string(value, path)
     if (text === undefined) continue
     const ip = parseIp(text)
-    if (!ip) r.fail(path, `invalid IP address "${text}"`)
+    if (!ip) r.fail(path, `invalid IP address "${text}": must be an IPv4 address (e.g. 10.0.0.1) or an IPv6 address (e.g. fd00::1), without a prefix length`)
+    else if (ips.some((other) => ipEquals(other, ip))) r.fail(path, `IP address "${text}" is listed twice`)
     else ips.push(ip)
   }
   return ips
 }
 
 function readNamedPort(r: FieldReader, value: unknown, path: Path, numberField: 'containerPort' | 'port', extra: readonly string[]): NamedPort | 'unnamed' | undefined {
-  const p = r.object(value, path, ['name', numberField, 'protocol', ...extra], [numberField])
+  // Copying a container's ports into a HostEndpoint is the likely way to get this wrong.
+  const hints: Record<string, string> = numberField === 'port' ? { containerPort: 'a HostEndpoint port has "port", not "containerPort"' } : {}
+  const p = r.object(value, path, ['name', numberField, 'protocol', ...extra], [numberField], hints)
   if (!p) return undefined
   const before = r.issues.length
   const port = p[numberField] == null ? undefined : r.int(p[numberField], [...path, numberField], 1, 65535)
@@ -62,26 +65,35 @@ function checkDuplicatePortNames(r: FieldReader, ports: readonly { port: NamedPo
 export function readPod(r: FieldReader, doc: Record<string, unknown>, defaultNamespace: string): EndpointObject | undefined {
   const before = r.issues.length
   const meta = readMetadata(r, doc.metadata, ['metadata'], 'namespaced')
-  const spec = (doc.spec ?? {}) as Record<string, unknown>
-  const status = (doc.status ?? {}) as Record<string, unknown>
-  if (typeof spec !== 'object' || Array.isArray(spec)) r.fail(['spec'], 'must be an object')
-  if (typeof status !== 'object' || Array.isArray(status)) r.fail(['status'], 'must be an object')
+  // Lenient: only the type of spec and status is checked here, not their other fields.
+  const asObject = (value: unknown, path: Path): Record<string, unknown> => {
+    if (value == null) return {}
+    if (typeof value === 'object' && !Array.isArray(value)) return value as Record<string, unknown>
+    r.fail(path, `must be an object, got ${typeName(value)}`)
+    return {}
+  }
+  const spec = asObject(doc.spec, ['spec'])
+  const status = asObject(doc.status, ['status'])
   const namedPorts: { port: NamedPort; path: Path }[] = []
   for (const group of ['containers', 'initContainers'] as const) {
     if (spec[group] == null) continue
     const containers = r.array(spec[group], ['spec', group])
     containers?.forEach((c, i) => {
-      if (c === null || typeof c !== 'object' || Array.isArray(c)) return void r.fail(['spec', group, i], 'must be an object')
+      if (c === null || typeof c !== 'object' || Array.isArray(c)) return void r.fail(['spec', group, i], `must be an object, got ${typeName(c)}`)
       const ports = (c as Record<string, unknown>).ports
       if (ports == null) return
+      const containerPorts: { port: NamedPort; path: Path }[] = []
       r.array(ports, ['spec', group, i, 'ports'])?.forEach((p, j) => {
         const path = ['spec', group, i, 'ports', j]
         const port = readNamedPort(r, p, path, 'containerPort', ['hostPort', 'hostIP'])
-        if (port && port !== 'unnamed') namedPorts.push({ port, path })
+        if (port && port !== 'unnamed') containerPorts.push({ port, path })
       })
+      // As the API server: names are unique per container. Two containers may both name a port
+      // "metrics"; a policy naming it then means both.
+      checkDuplicatePortNames(r, containerPorts)
+      namedPorts.push(...containerPorts)
     })
   }
-  checkDuplicatePortNames(r, namedPorts)
   const ipValues: { value: unknown; path: Path }[] = []
   if (status.podIPs != null) {
     r.array(status.podIPs, ['status', 'podIPs'], { max: 2 })?.forEach((entry, i) => {

@@ -1,8 +1,8 @@
 /** networking.k8s.io/v1 NetworkPolicy, validated as strictly as the Kubernetes API server. */
 import { checkPortName, cidrCovers, formatCidr, type Cidr, type Protocol } from '@flatnet/core'
-import type { FieldReader, Path } from './field-reader.js'
+import { typeName, type FieldReader, type Path } from './field-reader.js'
 import type { IpBlockSpec, NetworkPolicyPeerSpec, NetworkPolicyPortSpec, NetworkPolicyRuleSpec, NetworkPolicySpec } from './model.js'
-import { readCidr, readLabelSelector, readMetadata } from './read-common.js'
+import { peersFieldHint, readCidr, readLabelSelector, readMetadata } from './read-common.js'
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP']
 
@@ -24,8 +24,8 @@ export function readNetworkPolicy(r: FieldReader, doc: Record<string, unknown>, 
     const list = r.array(spec.policyTypes, ['spec', 'policyTypes'], { max: 2 })
     list?.forEach((t, i) => {
       const v = r.oneOf(t, ['spec', 'policyTypes', i], ['Ingress', 'Egress'] as const)
-      if (v && policyTypes.includes(v)) r.fail(['spec', 'policyTypes', i], `"${v}" is listed twice`)
-      else if (v) policyTypes.push(v)
+      // The API server accepts a repeated type; refusing it would leave such a policy unenforced.
+      if (v && !policyTypes.includes(v)) policyTypes.push(v)
     })
   }
   if (r.issues.length > before || !podSelector || !ingress || !egress || !meta.name) return undefined
@@ -47,7 +47,7 @@ function readRules(r: FieldReader, value: unknown, path: Path, peersField: 'from
   const rules: NetworkPolicyRuleSpec[] = []
   list.forEach((item, i) => {
     const p = [...path, i]
-    const rule = r.object(item ?? {}, p, ['ports', peersField])
+    const rule = r.object(item ?? {}, p, ['ports', peersField], [], peersFieldHint(peersField))
     if (!rule) return
     const peers: NetworkPolicyPeerSpec[] = []
     const rawPeers = rule[peersField] == null ? [] : r.array(rule[peersField], [...p, peersField])
@@ -118,8 +118,11 @@ function readPort(r: FieldReader, value: unknown, path: Path): NetworkPolicyPort
       // IntOrString: a string of digits is a name to YAML but a number to nobody; the API server
       // treats it as a name and then rejects it, so do the same with a clearer message.
       const bad = checkPortName(port.port)
-      if (bad) r.fail([...path, 'port'], `invalid port name "${port.port}": ${bad}`)
+      const quoted = /^[0-9]+$/.test(port.port) ? '; a port number must be written without quotes' : ''
+      if (bad) r.fail([...path, 'port'], `invalid port name "${port.port}": ${bad}${quoted}`)
       else number = port.port
+    } else if (typeof port.port !== 'number') {
+      r.fail([...path, 'port'], `must be a port number (1-65535) or a port name, got ${typeName(port.port)}`)
     } else number = r.int(port.port, [...path, 'port'], 1, 65535)
   }
   let endPort: number | undefined

@@ -4,7 +4,7 @@
  *
  * Pure: the caller reads the bytes; this module only decodes and parses them.
  */
-import { LineCounter, isMap, isPair, isScalar, isSeq, parseAllDocuments, type Node } from 'yaml'
+import { LineCounter, isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type YAMLError } from 'yaml'
 import type { SourcePosition, ValidationIssue } from '@flatnet/core'
 
 export type PathSegment = string | number
@@ -32,10 +32,15 @@ export interface ParsedSource {
   readonly issues: readonly ValidationIssue[]
 }
 
+/**
+ * `spec.ingress[0].ports[1].endPort`. Map keys that are not plain words (label keys such as
+ * `app.kubernetes.io/name`) are quoted in brackets, or their dots would read as nesting.
+ */
 export function formatPath(path: readonly PathSegment[]): string {
   let out = ''
   for (const seg of path) {
     if (typeof seg === 'number') out += `[${seg}]`
+    else if (!/^[A-Za-z0-9_-]+$/.test(seg)) out += `[${JSON.stringify(seg)}]`
     else out += out === '' ? seg : `.${seg}`
   }
   return out
@@ -132,6 +137,60 @@ function tooDeep(value: unknown, limit: number): boolean {
   return false
 }
 
+/**
+ * The parser's first error, made more useful where it can be: a repeated key is named (the
+ * parser does not), and an unclosed quote, `{` or `[` is reported where it opens rather
+ * than at the end of the file, where the parser noticed.
+ */
+function yamlIssue(doc: Document.Parsed, error: YAMLError, posAt: (offset: number) => SourcePosition): ValidationIssue {
+  const message = error.message.split('\n')[0] ?? ''
+  const issue = (offset: number, text: string): ValidationIssue => ({ ...posAt(offset), path: '', message: `invalid YAML: ${text}` })
+  if (error.code === 'DUPLICATE_KEY') {
+    const key = findNode(doc, (n) => isScalar(n) && n.range?.[0] === error.pos[0])
+    return isScalar(key) ? issue(error.pos[0], `key ${JSON.stringify(String(key.value))} appears twice in the same map`) : issue(error.pos[0], message)
+  }
+  if (error.code === 'MISSING_CHAR' && /quote/.test(message)) {
+    const open = findNode(doc, (n) => isScalar(n) && (n.type === 'QUOTE_DOUBLE' || n.type === 'QUOTE_SINGLE') && n.range?.[1] === error.pos[0])
+    const at = open?.range?.[0]
+    if (at !== undefined) return issue(at, 'this quoted string is never closed (the closing quote is missing)')
+  }
+  const unclosed = error.code === 'MISSING_CHAR' ? /^Flow (map|sequence) must end with a (.)/.exec(message) : null
+  if (unclosed) {
+    const open = findNode(doc, (n) => isCollection(n) && n.flow === true && n.range?.[1] === error.pos[0])
+    const at = open?.range?.[0]
+    if (at !== undefined) return issue(at, `this flow ${unclosed[1]} is never closed (a ${unclosed[2]} is missing)`)
+  }
+  return issue(error.pos[0], message)
+}
+
+function findNode(doc: Document.Parsed, test: (node: Node) => boolean): Node | undefined {
+  let found: Node | undefined
+  visit(doc, (_, node) => {
+    if (!test(node as Node)) return undefined
+    found = node as Node
+    return visit.BREAK
+  })
+  return found
+}
+
+/** Why a parsed document could not become a value: an alias bomb, or an alias without anchor. */
+function toJsIssue(doc: Document.Parsed, err: Error, start: SourcePosition, posAt: (offset: number) => SourcePosition): ValidationIssue {
+  if (/excessive alias count/i.test(err.message)) {
+    return {
+      ...start,
+      path: '',
+      message: `YAML aliases are expanded too many times (the limit is ${SOURCE_LIMITS.maxAliasCount} per document); this looks like an alias bomb`,
+    }
+  }
+  const unresolved = /^Unresolved alias.*: (.*)$/.exec(err.message)?.[1]
+  if (unresolved !== undefined) {
+    const at = findNode(doc, (n) => isAlias(n) && n.source === unresolved)?.range?.[0]
+    const pos = at === undefined ? start : posAt(at)
+    return { ...pos, path: '', message: `invalid YAML: alias *${unresolved} has no anchor &${unresolved} before it` }
+  }
+  return { ...start, path: '', message: `cannot load document: ${err.message}` }
+}
+
 /** Parses all YAML (or JSON) documents of one file. Empty documents are skipped. */
 export function parseSource(file: string, text: string): ParsedSource {
   const lineCounter = new LineCounter()
@@ -142,9 +201,8 @@ export function parseSource(file: string, text: string): ParsedSource {
     return { file, line, column: col }
   }
   // Checked before parsing: the parser's time and memory grow with the text.
-  if (text.length > SOURCE_LIMITS.maxFileBytes / 4 && utf8Length(text) > SOURCE_LIMITS.maxFileBytes) {
-    return { documents, issues: [tooLarge(file, utf8Length(text))] }
-  }
+  const bytes = text.length > SOURCE_LIMITS.maxFileBytes / 3 ? utf8Length(text) : 0
+  if (bytes > SOURCE_LIMITS.maxFileBytes) return { documents, issues: [tooLarge(file, bytes)] }
   let parsed
   try {
     parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true, version: '1.2', strict: true })
@@ -166,8 +224,7 @@ export function parseSource(file: string, text: string): ParsedSource {
       // The composer reports its own stack overflow as RESOURCE_EXHAUSTION; where exactly it
       // gave up depends on the stack left, so point at the document instead.
       if (firstError.code === 'RESOURCE_EXHAUSTION') return void issues.push(nestedTooDeep(file, start))
-      const pos = posAt(firstError.pos[0])
-      issues.push({ ...pos, path: '', message: `invalid YAML: ${firstError.message.split('\n')[0] ?? ''}` })
+      issues.push(yamlIssue(doc, firstError, posAt))
       return
     }
     if (doc.contents === null) return
@@ -176,11 +233,7 @@ export function parseSource(file: string, text: string): ParsedSource {
       value = doc.toJS({ maxAliasCount: SOURCE_LIMITS.maxAliasCount })
     } catch (err) {
       if (err instanceof RangeError) return void issues.push(nestedTooDeep(file, start))
-      const message =
-        err instanceof ReferenceError && /excessive alias count/i.test(err.message)
-          ? `aliases expand to too many nodes (the limit is ${SOURCE_LIMITS.maxAliasCount} per document); refusing what looks like a YAML alias bomb`
-          : `cannot load document: ${(err as Error).message}`
-      issues.push({ ...start, path: '', message })
+      issues.push(toJsIssue(doc, err as Error, start, posAt))
       return
     }
     if (value === null || value === undefined) return
