@@ -32,12 +32,25 @@ export interface WriteOutcome {
   readonly results: readonly WriteResult[]
 }
 
-export const STORE_DEFAULTS = Object.freeze({
-  cluster: 'default',
+export interface StoreConfig {
+  /** The flatnet cluster: every key of it carries `{<cluster>}`. */
+  readonly cluster: string
   /** Feed entries kept (approximately); a watcher further behind than this resyncs. */
-  feedMaxLength: 100_000,
+  readonly feedMaxLength: number
   /** Upper bound for one store operation, so that no command hangs. */
+  readonly commandTimeoutMs: number
+  /**
+   * Replicas that must hold a write before it is acknowledged (Redis WAIT). With 1 and a
+   * Sentinel set, a failover cannot lose an acknowledged revision. Ignored on Redis Cluster.
+   */
+  readonly minReplicas: number
+}
+
+export const STORE_DEFAULTS: StoreConfig = Object.freeze({
+  cluster: 'default',
+  feedMaxLength: 100_000,
   commandTimeoutMs: 5_000,
+  minReplicas: 0,
 })
 
 export interface StoreComponents {
@@ -46,7 +59,7 @@ export interface StoreComponents {
   readonly where: string
 }
 
-export type StoreOptions = Partial<typeof STORE_DEFAULTS>
+export type StoreOptions = Partial<StoreConfig>
 
 interface ApplyCommand {
   flatnetApply(numKeys: number, ...args: (string | number)[]): Promise<[number, string[]]>
@@ -61,8 +74,9 @@ export function parseStored(kind: StoreKind, key: string, raw: string): StoredOb
 
 export class FlatnetStore {
   readonly keys: StoreKeys
-  readonly options: Readonly<typeof STORE_DEFAULTS>
+  readonly options: StoreConfig
   private readonly redis: RedisClient
+  private lastTransportError: Error | undefined
 
   constructor(
     private readonly components: StoreComponents,
@@ -71,6 +85,11 @@ export class FlatnetStore {
     this.options = Object.freeze({ ...STORE_DEFAULTS, ...options })
     this.keys = storeKeys(this.options.cluster)
     this.redis = components.redis
+    // ioredis prints connection errors of a client without a listener; the store reports them
+    // itself, as one line, when an operation fails.
+    this.redis.on('error', (err: Error) => {
+      this.lastTransportError = err
+    })
     this.redis.defineCommand('flatnetApply', { lua: APPLY_SCRIPT })
   }
 
@@ -86,13 +105,17 @@ export class FlatnetStore {
   async call<T>(what: string, fn: () => Promise<T>): Promise<T> {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new StoreUnavailableError(this.where, `no answer within ${this.options.commandTimeoutMs} ms (${what})`)), this.options.commandTimeoutMs)
+      timer = setTimeout(() => {
+        const cause = this.lastTransportError ? `: ${this.lastTransportError.message}` : ''
+        reject(new StoreUnavailableError(this.where, `no answer within ${this.options.commandTimeoutMs} ms (${what})${cause}`))
+      }, this.options.commandTimeoutMs)
     })
     try {
       return await Promise.race([fn(), timeout])
     } catch (err) {
       if (err instanceof StoreUnavailableError || isReplyError(err)) throw err
-      throw new StoreUnavailableError(this.where, (err as Error).message)
+      // "max retries per request" says less than the connection error that caused it.
+      throw new StoreUnavailableError(this.where, (this.lastTransportError ?? (err as Error)).message)
     } finally {
       clearTimeout(timer)
     }
@@ -111,6 +134,12 @@ export class FlatnetStore {
     }
     try {
       const [revision, results] = await this.call('write', () => (this.redis as unknown as ApplyCommand).flatnetApply(keys.length, ...keys, ...args))
+      if (this.options.minReplicas > 0 && !('nodes' in this.redis)) {
+        const acked = Number(await this.call('wait', () => this.redis.call('WAIT', this.options.minReplicas, this.options.commandTimeoutMs)))
+        if (acked < this.options.minReplicas) {
+          throw new StoreUnavailableError(this.where, `revision ${revision} was written but reached ${acked} of ${this.options.minReplicas} replicas in time`)
+        }
+      }
       return { revision: Number(revision), results: results as WriteResult[] }
     } catch (err) {
       const m = isReplyError(err) ? /REVISION_MISMATCH (\d+)/.exec((err as Error).message) : null

@@ -50,6 +50,7 @@ export class StoreWatch {
   private needResync = true
   private syncWaiters: ((revision: number) => void)[] = []
   private synced = false
+  private paused: { parked: () => void; resume: Promise<void>; release: () => void } | undefined
 
   constructor(
     private readonly store: FlatnetStore,
@@ -61,6 +62,8 @@ export class StoreWatch {
   start(): void {
     // Blocking reads get their own connection: a blocked XREAD would hold up every other command.
     this.reader = this.store.client.duplicate()
+    // Read failures surface through the loop (as error events); this only keeps ioredis quiet.
+    this.reader.on('error', () => undefined)
     this.loop = this.run()
   }
 
@@ -75,8 +78,26 @@ export class StoreWatch {
     return [...this.cache.values()]
   }
 
+  /**
+   * Stops reading after the read in flight (at most one block interval); resolves once parked.
+   * Entries written meanwhile are read on resume(), or, if the feed dropped them, resynced.
+   */
+  pause(): Promise<void> {
+    if (this.paused) return Promise.resolve()
+    let release = (): void => {}
+    const resume = new Promise<void>((r) => (release = r))
+    return new Promise((parked) => (this.paused = { parked, resume, release }))
+  }
+
+  resume(): void {
+    const p = this.paused
+    this.paused = undefined
+    p?.release()
+  }
+
   async stop(): Promise<void> {
     this.stopped = true
+    this.resume()
     this.reader?.disconnect()
     await this.loop
   }
@@ -100,6 +121,11 @@ export class StoreWatch {
   private async run(): Promise<void> {
     let retryMs: number = WATCH_DEFAULTS.retryMinMs
     while (!this.stopped) {
+      if (this.paused) {
+        this.paused.parked()
+        await this.paused.resume
+        continue
+      }
       try {
         if (this.needResync) await this.resync()
         await this.tail()
