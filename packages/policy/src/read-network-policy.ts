@@ -15,18 +15,20 @@ export function readNetworkPolicy(r: FieldReader, doc: Record<string, unknown>, 
   const podSelector = readLabelSelector(r, spec.podSelector ?? {}, ['spec', 'podSelector'])
   const ingress = spec.ingress == null ? [] : readRules(r, spec.ingress, ['spec', 'ingress'], 'from')
   const egress = spec.egress == null ? [] : readRules(r, spec.egress, ['spec', 'egress'], 'to')
-  let policyTypes: ('Ingress' | 'Egress')[]
-  if (spec.policyTypes == null) {
-    // Upstream default: Ingress always, Egress when there is an egress section.
-    policyTypes = spec.egress == null ? ['Ingress'] : ['Ingress', 'Egress']
-  } else {
-    policyTypes = []
+  const policyTypes: ('Ingress' | 'Egress')[] = []
+  if (spec.policyTypes != null) {
     const list = r.array(spec.policyTypes, ['spec', 'policyTypes'], { max: 2 })
     list?.forEach((t, i) => {
       const v = r.oneOf(t, ['spec', 'policyTypes', i], ['Ingress', 'Egress'] as const)
       // The API server accepts a repeated type; refusing it would leave such a policy unenforced.
       if (v && !policyTypes.includes(v)) policyTypes.push(v)
     })
+  }
+  // The API server's defaulting: a missing or empty list means Ingress, plus Egress when there
+  // is at least one egress rule (`egress: []` alone does not isolate egress).
+  if (policyTypes.length === 0 && (spec.policyTypes == null || (Array.isArray(spec.policyTypes) && spec.policyTypes.length === 0))) {
+    policyTypes.push('Ingress')
+    if (egress && egress.length > 0) policyTypes.push('Egress')
   }
   if (r.issues.length > before || !podSelector || !ingress || !egress || !meta.name) return undefined
   return {
