@@ -13,6 +13,30 @@ if [ "$node_major" -lt "$need_node_major" ]; then
   exit 1
 fi
 
+# Redis from Debian: redis-server is the embedded store, and the tests also run redis-sentinel
+# and redis-cli (package redis-tools). Installed only when a binary is missing.
+missing_pkgs=()
+for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools; do
+  command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
+done
+if [ "${#missing_pkgs[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "flatnet needs the Debian packages ${missing_pkgs[*]}; install them as root:" >&2
+    echo "  apt-get update && apt-get install -y ${missing_pkgs[*]}" >&2
+    exit 1
+  fi
+  log "installing ${missing_pkgs[*]} (apt-get)"
+  # flatnet runs its own redis-server processes; keep the packages' system services from
+  # starting (policy-rc.d exit 101 means "do not start"), unless the machine already decides.
+  made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_pkgs[@]}" >/dev/null
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+fi
+
 # npm dependencies: reinstall when the lockfile changed since the last install.
 stamp=node_modules/.flatnet-install-stamp
 if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then

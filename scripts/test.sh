@@ -11,4 +11,5 @@ npx --no-install turbo run lint typecheck --output-logs=errors-only --log-prefix
 echo "== tests" >&2
 shopt -s nullglob
 files=(packages/*/dist/test/*.test.js test/*.test.mjs)
-node --test --test-reporter=spec --test-concurrency=2 "${files[@]}"
+# A test that hangs (e.g. a client left connected) fails after 3 minutes instead of stalling CI.
+node --test --test-reporter=spec --test-concurrency=2 --test-timeout=180000 "${files[@]}"

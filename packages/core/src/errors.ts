@@ -79,6 +79,27 @@ export class ExpectationFailedError extends FlatnetError {
   }
 }
 
+/**
+ * A Redis URL (`--redis`, FLATNET_REDIS_URL) is malformed. The message shows the URL with its
+ * password replaced by `***`: URLs end up in logs and bug reports, credentials must not.
+ */
+export class InvalidRedisUrlError extends FlatnetError {
+  readonly code = 'ERR_REDIS_URL'
+  override readonly exitCode = 2
+  constructor(
+    /** The URL with credentials redacted. */
+    readonly url: string,
+    readonly reason: string,
+  ) {
+    super(`invalid Redis URL "${url}": ${reason}`)
+  }
+}
+
+/** The embedded redis-server could not be started (not installed, failed, or did not answer in time). */
+export class EmbeddedRedisError extends FlatnetError {
+  readonly code = 'ERR_EMBEDDED_REDIS'
+}
+
 /** Every error code flatnet defines, for docs and the test that checks them. */
 export const ERROR_CODES = [
   'ERR_VALIDATION',
@@ -86,5 +107,7 @@ export const ERROR_CODES = [
   'ERR_UNKNOWN_ENDPOINT',
   'ERR_INPUT_READ',
   'ERR_EXPECTATION_FAILED',
+  'ERR_REDIS_URL',
+  'ERR_EMBEDDED_REDIS',
 ] as const
 export type ErrorCode = (typeof ERROR_CODES)[number]
