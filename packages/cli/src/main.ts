@@ -8,7 +8,9 @@
 import { Command, CommanderError } from 'commander'
 import { FlatnetError, ExpectationFailedError, ValidationError, formatIssue } from '@flatnet/core'
 import { terminalOut, type Out } from './output.js'
+import { endpointCommand, ipamCommand, nodeCommand } from './inventory-commands.js'
 import { policyCommand } from './policy-commands.js'
+import { DiffFoundError } from './policy-store-commands.js'
 
 export const VERSION = '0.1.0'
 
@@ -21,10 +23,15 @@ export function buildProgram(out: Out): Command {
     .configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
     .exitOverride()
   program.addCommand(policyCommand(out))
-  for (const cmd of program.commands) {
-    cmd.exitOverride()
-    for (const sub of cmd.commands) sub.exitOverride().configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
+  program.addCommand(nodeCommand(out))
+  program.addCommand(endpointCommand(out))
+  program.addCommand(ipamCommand(out))
+  // Every command, however deep, reports through `out` and returns instead of exiting.
+  const configure = (cmd: Command): void => {
+    cmd.exitOverride().configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
+    cmd.commands.forEach(configure)
   }
+  program.commands.forEach(configure)
   return program
 }
 
@@ -38,7 +45,8 @@ function reportError(out: Out, err: unknown): number {
     out.error(`${err.issues.length} problem${err.issues.length === 1 ? '' : 's'} found; nothing was loaded`)
     return err.exitCode
   }
-  if (err instanceof ExpectationFailedError) return err.exitCode
+  // These were already shown in full on standard output.
+  if (err instanceof ExpectationFailedError || err instanceof DiffFoundError) return err.exitCode
   if (err instanceof FlatnetError) {
     out.error(`error: ${err.message}`)
     return err.exitCode

@@ -1,11 +1,14 @@
 /** `flatnet policy validate|explain|eval|test`: the offline policy tools. */
 import { Command, Option } from 'commander'
-import { InvalidArgumentError, ExpectationFailedError, type Protocol } from '@flatnet/core'
-import { flowResult, loadObjects, parseFlowExpectations, parseFlowLines, parsePortProtocol, type FlowResult } from '@flatnet/policy'
+import { InvalidArgumentError, ExpectationFailedError, formatIssue, type Protocol } from '@flatnet/core'
+import { flowResult, loadObjects, parseFlowExpectations, parseFlowLines, parsePortProtocol, type FlowResult, type PolicySnapshot } from '@flatnet/policy'
+import { snapshotFromStore } from '@flatnet/store'
 import { explainText } from './explain-text.js'
 import { readSources, readText } from './inputs.js'
 import { formatData, paint, table, type Out, type OutputFormat } from './output.js'
 import { loadOffline } from './policy-context.js'
+import { addPolicyStoreCommands } from './policy-store-commands.js'
+import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
 
 const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
@@ -14,11 +17,32 @@ function outputOption(defaultFormat: OutputFormat = 'table'): Option {
 }
 
 function offlineOptions(cmd: Command, inventory: boolean): Command {
-  cmd
-    .requiredOption('-f, --filename <path>', 'policy file or directory (YAML or JSON; repeatable; - for stdin)', collect)
-    .option('-n, --namespace <ns>', 'namespace for objects that name none', 'default')
-  if (inventory) cmd.option('-i, --inventory <path>', 'inventory file or directory: Namespaces, Pods, HostEndpoints (repeatable)', collect)
-  return cmd
+  if (!inventory) {
+    return cmd
+      .requiredOption('-f, --filename <path>', 'policy file or directory (YAML or JSON; repeatable; - for stdin)', collect)
+      .option('-n, --namespace <ns>', 'namespace for objects that name none', 'default')
+  }
+  // Without -f and -i these commands read the live store instead of files.
+  return withConnectionOptions(
+    cmd
+      .option('-f, --filename <path>', 'policy file or directory (repeatable; - for stdin); without it, the live store', collect)
+      .option('-i, --inventory <path>', 'inventory file or directory: Namespaces, Pods, HostEndpoints (repeatable)', collect)
+      .option('-n, --namespace <ns>', 'namespace for objects that name none', 'default'),
+  )
+}
+
+type SnapshotOptions = ConnectionOptions & { filename?: string[]; inventory?: string[]; namespace: string }
+
+/** The snapshot to evaluate: from files when -f/-i are given, else from the live store. */
+async function withSnapshot<T>(opts: SnapshotOptions, out: Out, fn: (snapshot: PolicySnapshot) => T): Promise<T> {
+  if (opts.filename?.length || opts.inventory?.length) {
+    return fn(loadOffline({ filename: opts.filename ?? [], inventory: opts.inventory, namespace: opts.namespace }).snapshot)
+  }
+  return withStore(opts, async (store) => {
+    const { snapshot, issues } = await snapshotFromStore(store)
+    for (const issue of issues) out.error(`warning: skipped an invalid stored object: ${formatIssue(issue)}`)
+    return fn(snapshot)
+  })
 }
 
 function kindCounts(objects: { kind: string }[]): string {
@@ -35,7 +59,7 @@ function formatResultRow(out: Out, r: FlowResult): string[] {
 }
 
 export function policyCommand(out: Out): Command {
-  const policy = new Command('policy').description('validate, explain, evaluate and test policies (offline, on files)')
+  const policy = new Command('policy').description('validate, explain, evaluate and test policies, on files or in the store; apply, get, delete, diff')
 
   offlineOptions(policy.command('validate').description('check policy and inventory files; exit 1 with every problem found'), false)
     .addOption(outputOption())
@@ -54,10 +78,10 @@ export function policyCommand(out: Out): Command {
     .requiredOption('--to <endpoint>', 'destination: namespace/name or an IP address')
     .requiredOption('--port <port>', 'destination port and protocol, e.g. 80/TCP, 53/UDP (protocol defaults to TCP)')
     .addOption(outputOption())
-    .action((opts: { filename: string[]; inventory?: string[]; namespace: string; from: string; to: string; port: string; output: OutputFormat }) => {
+    .action(async (opts: SnapshotOptions & { from: string; to: string; port: string; output: OutputFormat }) => {
       const pp = parsePortProtocol(opts.port)
       if (typeof pp === 'string') throw new InvalidArgumentError(`--port: ${pp}`)
-      const { snapshot } = loadOffline(opts)
+      await withSnapshot(opts, out, (snapshot) => {
       const src = snapshot.resolve(opts.from)
       const dst = snapshot.resolve(opts.to)
       const verdict = snapshot.evaluate(src, dst, pp.port, pp.protocol)
@@ -66,30 +90,32 @@ export function policyCommand(out: Out): Command {
         return
       }
       out.write(explainText(out, src, dst, pp.port, pp.protocol, verdict))
+      })
     })
 
   offlineOptions(policy.command('eval').description('evaluate a batch of flows, one JSON object a line (see docs/cli.md)'), true)
     .requiredOption('--flows <file>', 'flows file: one {"from","to","port","protocol"} JSON object a line; - for stdin')
     .addOption(outputOption())
-    .action((opts: { filename: string[]; inventory?: string[]; namespace: string; flows: string; output: OutputFormat }) => {
+    .action(async (opts: SnapshotOptions & { flows: string; output: OutputFormat }) => {
       const source = readText(opts.flows)
       const flows = parseFlowLines(source.file, source.text)
-      const { snapshot } = loadOffline(opts)
+      await withSnapshot(opts, out, (snapshot) => {
       // Resolve every flow before printing anything, so a bad flow prints no partial output.
       const resolved = flows.map((f) => ({ f, src: snapshot.resolve(f.from), dst: snapshot.resolve(f.to) }))
       const results = resolved.map(({ f, src, dst }) => flowResult(f, snapshot.evaluate(src, dst, f.port, f.protocol as Protocol)))
       if (opts.output === 'json') out.write(results.map((r) => JSON.stringify(r)).join('\n'))
       else if (opts.output === 'yaml') out.write(formatData(results, 'yaml'))
       else out.write(table(results.map((r) => formatResultRow(out, r)), ['FROM', 'TO', 'PORT', 'VERDICT', 'DECIDED BY']))
+      })
     })
 
   offlineOptions(policy.command('test').description('check allow/deny expectations; prints what failed and exits 1 on failure'), true)
     .requiredOption('--tests <file>', 'expectations file: allow: and deny: lists of flows')
     .addOption(outputOption())
-    .action((opts: { filename: string[]; inventory?: string[]; namespace: string; tests: string; output: OutputFormat }) => {
+    .action(async (opts: SnapshotOptions & { tests: string; output: OutputFormat }) => {
       const source = readText(opts.tests)
       const expectations = parseFlowExpectations(source.file, source.text)
-      const { snapshot } = loadOffline(opts)
+      const snapshot = await withSnapshot(opts, out, (s) => s)
       const results = expectations.map((e) => {
         const verdict = snapshot.evaluate(snapshot.resolve(e.flow.from), snapshot.resolve(e.flow.to), e.flow.port, e.flow.protocol)
         const result = flowResult({ ...e.flow }, verdict)
@@ -122,5 +148,6 @@ export function policyCommand(out: Out): Command {
       if (failed.length > 0) throw new ExpectationFailedError(failed.length, results.length)
     })
 
+  addPolicyStoreCommands(policy, out)
   return policy
 }
