@@ -1,4 +1,4 @@
-// Dependencies point one way: core <- policy <- store, wireguard, mesh <- agent <- cli; cni uses
+// Dependencies point one way: core <- policy <- store <- mesh; core <- wireguard; all <- agent <- cli; cni uses
 // core and the agent's client only. core and policy are pure: no I/O modules, no node: builtins.
 // Checked on package.json and on every import in the sources.
 import assert from 'node:assert/strict'
@@ -15,7 +15,7 @@ const ALLOWED = {
   policy: ['core'],
   store: ['core', 'policy'],
   wireguard: ['core'],
-  mesh: ['core', 'policy'],
+  mesh: ['core', 'policy', 'store'],
   k8s: ['core', 'policy', 'store'],
   agent: ['core', 'policy', 'store', 'wireguard', 'mesh'],
   cni: ['core', 'agent'],
