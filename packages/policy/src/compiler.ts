@@ -6,8 +6,8 @@
  * and touches only what the changes can affect:
  *
  *   NetworkPolicy in namespace N changed  -> endpoint records of N
- *   ClusterNetworkPolicy changed          -> endpoint records of namespaces its subject selects (before or after)
- *   Namespace labels changed              -> endpoint records of that namespace (cluster subjects)
+ *   ClusterNetworkPolicy changed          -> namespace records its subject selects (before or after)
+ *   Namespace labels changed              -> that namespace's record (cluster subjects)
  *   endpoint changed                      -> that endpoint's record
  *
  * The result depends only on the current state, never on the order of updates.
@@ -104,6 +104,10 @@ class CommitPass {
   private clusterPolicies: CompiledClusterPolicy[]
   /** Namespaces whose every endpoint record must be rebuilt. */
   private readonly dirtyNamespaces = new Set<number>()
+  /** Namespaces whose list of cluster policies must be rebuilt. */
+  private readonly clusterDirty = new Set<number>()
+  /** Per namespace, policy lists already built in this pass, by which of its policies they hold. */
+  private readonly sharedLists = new Map<number, Map<number | string, readonly [readonly CompiledNetworkPolicy[], readonly CompiledNetworkPolicy[]]>>()
   /** Endpoint keys whose record must be rebuilt (or removed). */
   private readonly dirtyEndpoints = new Set<string>()
   private readonly endpointObjects = new Map<string, EndpointObject | null>()
@@ -156,7 +160,9 @@ class CommitPass {
     if (i === undefined) {
       i = this.namespaces.length
       this.namespaceIndex.set(name, i)
-      this.namespaces.push({ index: i, name, labels: labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name }), declared: false, policies: [], endpoints: [] })
+      const labels = labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name })
+      this.namespaces.push({ index: i, name, labels, declared: false, policies: [], endpoints: [], adminPolicies: [], baselinePolicies: [] })
+      this.clusterDirty.add(i)
     }
     return i
   }
@@ -176,7 +182,7 @@ class CommitPass {
     // A namespace that is only referenced keeps the label Kubernetes always gives it.
     d.labels = o ? o.labels : labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name })
     d.declared = o !== undefined
-    this.dirtyNamespaces.add(i)
+    this.clusterDirty.add(i)
   }
 
   private setNetworkPolicy(key: string, namespace: string, compiled: CompiledNetworkPolicy | undefined): void {
@@ -203,7 +209,7 @@ class CommitPass {
       if (!p) continue
       for (const ns of this.namespaces) {
         const labels = this.nsDrafts.get(ns.index)?.labels ?? ns.labels
-        if (p.subjectNamespaces.matches(labels)) this.dirtyNamespaces.add(ns.index)
+        if (p.subjectNamespaces.matches(labels)) this.clusterDirty.add(ns.index)
       }
     }
     return old !== undefined || compiled !== undefined
@@ -230,18 +236,30 @@ class CommitPass {
   }
 
   private finishNamespaces(): void {
+    for (const i of this.clusterDirty) this.draft(i)
     for (const [i, d] of this.nsDrafts) {
       const ns = this.namespaces[i] as NamespaceRecord
+      const labels = d.labels ?? ns.labels
+      let adminPolicies = ns.adminPolicies
+      let baselinePolicies = ns.baselinePolicies
+      if (this.clusterDirty.has(i)) {
+        const admin: CompiledClusterPolicy[] = []
+        const baseline: CompiledClusterPolicy[] = []
+        for (const p of this.clusterPolicies) if (p.subjectNamespaces.matches(labels)) (p.tier === 'Admin' ? admin : baseline).push(p)
+        adminPolicies = Object.freeze(admin)
+        baselinePolicies = Object.freeze(baseline)
+      }
       this.namespaces[i] = Object.freeze({
         index: i,
         name: ns.name,
-        labels: d.labels ?? ns.labels,
+        labels,
         declared: d.declared ?? ns.declared,
         policies: d.policies ? Object.freeze(d.policies.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) : ns.policies,
         endpoints: d.endpoints ? Object.freeze([...d.endpoints]) : ns.endpoints,
+        adminPolicies,
+        baselinePolicies,
       })
     }
-    // A cluster policy's subject may now cover namespaces whose labels changed in this pass.
     for (const i of this.dirtyNamespaces) for (const key of (this.namespaces[i] as NamespaceRecord).endpoints) this.dirtyEndpoints.add(key)
   }
 
@@ -259,21 +277,7 @@ class CommitPass {
   private buildRecord(key: string, ep: EndpointObject | EndpointRecord['endpoint']): EndpointRecord {
     const nsIndex = this.namespaceIndex.get(ep.namespace) as number
     const ns = this.namespaces[nsIndex] as NamespaceRecord
-    const ingressPolicies: CompiledNetworkPolicy[] = []
-    const egressPolicies: CompiledNetworkPolicy[] = []
-    for (const p of ns.policies) {
-      if (!p.isolates.ingress && !p.isolates.egress) continue
-      if (!p.podSelector.matchesAll && !p.podSelector.matches(ep.labels)) continue
-      if (p.isolates.ingress) ingressPolicies.push(p)
-      if (p.isolates.egress) egressPolicies.push(p)
-    }
-    const adminPolicies: CompiledClusterPolicy[] = []
-    const baselinePolicies: CompiledClusterPolicy[] = []
-    for (const p of this.clusterPolicies) {
-      if (!p.subjectNamespaces.matches(ns.labels)) continue
-      if (p.subjectPods && !p.subjectPods.matches(ep.labels)) continue
-      ;(p.tier === 'Admin' ? adminPolicies : baselinePolicies).push(p)
-    }
+    const [ingressPolicies, egressPolicies] = this.policyLists(nsIndex, ns.policies, ep.labels)
     const namedPorts = new Map<string, NamedPort[]>()
     for (const np of ep.namedPorts) {
       const list = namedPorts.get(np.name)
@@ -288,8 +292,45 @@ class CommitPass {
       namedPorts,
       ingressPolicies,
       egressPolicies,
-      adminPolicies,
-      baselinePolicies,
     })
+  }
+
+  /**
+   * The isolating policies of an endpoint with these labels. Endpoints of one app select the
+   * same policies, so equal lists are shared: less memory, and a denial verdict cached per list
+   * serves them all.
+   */
+  private policyLists(
+    nsIndex: number,
+    policies: readonly CompiledNetworkPolicy[],
+    labels: EndpointRecord['labels'],
+  ): readonly [readonly CompiledNetworkPolicy[], readonly CompiledNetworkPolicy[]] {
+    const selected: number[] = []
+    let mask = 0
+    for (let i = 0; i < policies.length; i++) {
+      const p = policies[i] as CompiledNetworkPolicy
+      if (!p.isolates.ingress && !p.isolates.egress) continue
+      if (!p.podSelector.matchesAll && !p.podSelector.matches(labels)) continue
+      selected.push(i)
+      if (i < 30) mask |= 1 << i
+    }
+    const key = policies.length <= 30 ? mask : selected.join(',')
+    let known = this.sharedLists.get(nsIndex)
+    if (!known) {
+      known = new Map()
+      this.sharedLists.set(nsIndex, known)
+    }
+    const hit = known.get(key)
+    if (hit) return hit
+    const ingress: CompiledNetworkPolicy[] = []
+    const egress: CompiledNetworkPolicy[] = []
+    for (const i of selected) {
+      const p = policies[i] as CompiledNetworkPolicy
+      if (p.isolates.ingress) ingress.push(p)
+      if (p.isolates.egress) egress.push(p)
+    }
+    const lists = [Object.freeze(ingress), Object.freeze(egress)] as const
+    known.set(key, lists)
+    return lists
   }
 }

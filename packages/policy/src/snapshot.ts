@@ -7,9 +7,13 @@
  *     ingress of dst: Admin CNPs (priority order) -> NetworkPolicies of dst's namespace -> Baseline CNPs -> allow
  *     allowed = egress allowed AND ingress allowed
  *
- * Each endpoint record lists, in evaluation order, exactly the policies that select it, so a
- * lookup never scans policies that cannot apply. Records are rebuilt by the compiler when a
- * policy, a label or a namespace that affects them changes; everything else is shared.
+ * Each endpoint record lists, in evaluation order, exactly the NetworkPolicies that select it,
+ * and each namespace record the ClusterNetworkPolicies whose subject covers the namespace, so a
+ * lookup never scans policies that cannot apply. Cluster policies are kept per namespace, not
+ * per endpoint, because their subjects are usually broad: an edit to one then rebuilds a
+ * namespace record per covered namespace instead of every endpoint record in the cluster.
+ * Records are rebuilt by the compiler when something that affects them changes; everything
+ * else is shared.
  */
 import { endpointKey, formatIp, InvalidArgumentError, parseIp, UnknownEndpointError, type Endpoint, type IpAddress, type Labels, type NamedPort, type Protocol } from '@flatnet/core'
 import type { Direction } from './model.js'
@@ -26,6 +30,12 @@ export interface NamespaceRecord {
   readonly policies: readonly CompiledNetworkPolicy[]
   /** Keys of the endpoints in this namespace. */
   readonly endpoints: readonly string[]
+  /**
+   * ClusterNetworkPolicies whose subject namespaces include this one, in evaluation order. A
+   * policy with a pods subject is listed too; its pod selector is applied at lookup.
+   */
+  readonly adminPolicies: readonly CompiledClusterPolicy[]
+  readonly baselinePolicies: readonly CompiledClusterPolicy[]
 }
 
 export interface EndpointRecord {
@@ -34,12 +44,12 @@ export interface EndpointRecord {
   readonly nsIndex: number
   readonly labels: Labels
   readonly namedPorts: ReadonlyMap<string, readonly NamedPort[]>
-  /** NetworkPolicies selecting this endpoint that isolate it, per direction, by name. */
+  /**
+   * NetworkPolicies selecting this endpoint that isolate it, per direction, by name. Endpoints
+   * with equal lists may share one array.
+   */
   readonly ingressPolicies: readonly CompiledNetworkPolicy[]
   readonly egressPolicies: readonly CompiledNetworkPolicy[]
-  /** ClusterNetworkPolicies whose subject holds this endpoint, in evaluation order. */
-  readonly adminPolicies: readonly CompiledClusterPolicy[]
-  readonly baselinePolicies: readonly CompiledClusterPolicy[]
 }
 
 /** One side of a flow: an endpoint (with the IP it uses, if known) or an outside IP. */
@@ -106,7 +116,9 @@ export class PolicySnapshot {
   }
 
   evaluate(src: FlowPeer, dst: FlowPeer, port: number, protocol: Protocol): Verdict {
-    const srcIp = src.ip ?? pickIp(src.record, dst.ip)
+    // With neither address given, the source's first address is not enough: a dual-stack
+    // source talking to a single-stack destination uses the family the destination has.
+    const srcIp = src.ip ?? pickIp(src.record, dst.ip ?? sharedFamilyIp(src.record, dst.record))
     const dstIp = dst.ip ?? pickIp(dst.record, srcIp)
     const egress = src.record ? this.decide('egress', src.record, dst.record, dstIp, dst.record, port, protocol) : UNGOVERNED.egress
     const ingress = dst.record ? this.decide('ingress', dst.record, src.record, srcIp, dst.record, port, protocol) : UNGOVERNED.ingress
@@ -136,7 +148,8 @@ export class PolicySnapshot {
     port: number,
     protocol: Protocol,
   ): DirectionVerdict {
-    const admin = this.firstClusterMatch(subject.adminPolicies, direction, peer, peerIp, dstRecord, port, protocol)
+    const ns = this.namespaces[subject.nsIndex] as NamespaceRecord
+    const admin = this.firstClusterMatch(ns.adminPolicies, subject, direction, peer, peerIp, dstRecord, port, protocol)
     if (admin && admin.action !== 'Pass') return admin.verdict
     const policies = direction === 'ingress' ? subject.ingressPolicies : subject.egressPolicies
     if (policies.length > 0) {
@@ -148,24 +161,16 @@ export class PolicySnapshot {
           if (this.ruleMatches(rule, subject.nsIndex, peer, peerIp, dstRecord, port, protocol)) return rule.verdict
         }
       }
-      const names = policies.map((p) => p.key)
-      return {
-        direction,
-        allowed: false,
-        tier: 'NetworkPolicy',
-        policyKind: 'NetworkPolicy',
-        policy: names[0],
-        reason: `${direction === 'ingress' ? 'the destination' : 'the source'} is isolated for ${direction} by NetworkPolic${names.length === 1 ? 'y' : 'ies'} ${names.join(', ')} and no rule allows this flow`,
-        isolatedBy: names,
-      }
+      return isolationDenial(direction, policies)
     }
-    const baseline = this.firstClusterMatch(subject.baselinePolicies, direction, peer, peerIp, dstRecord, port, protocol)
+    const baseline = this.firstClusterMatch(ns.baselinePolicies, subject, direction, peer, peerIp, dstRecord, port, protocol)
     if (baseline) return baseline.verdict
     return DEFAULT_ALLOW[direction]
   }
 
   private firstClusterMatch(
     policies: readonly CompiledClusterPolicy[],
+    subject: EndpointRecord,
     direction: Direction,
     peer: EndpointRecord | undefined,
     peerIp: IpAddress | undefined,
@@ -174,7 +179,9 @@ export class PolicySnapshot {
     protocol: Protocol,
   ): { action: string; verdict: DirectionVerdict } | undefined {
     for (let i = 0; i < policies.length; i++) {
-      const rules = (policies[i] as CompiledClusterPolicy).rules[direction]
+      const policy = policies[i] as CompiledClusterPolicy
+      if (policy.subjectPods !== undefined && !policy.subjectPods.matches(subject.labels)) continue
+      const rules = policy.rules[direction]
       for (let j = 0; j < rules.length; j++) {
         const rule = rules[j]!
         if (this.ruleMatches(rule, -1, peer, peerIp, dstRecord, port, protocol)) return rule
@@ -220,6 +227,27 @@ export class PolicySnapshot {
   }
 }
 
+// A denial depends only on the list of isolating policies, which records share, so it is built
+// once per list rather than once per lookup (most lookups in a default-deny cluster are denials).
+const DENIALS: Record<Direction, WeakMap<readonly CompiledNetworkPolicy[], DirectionVerdict>> = { ingress: new WeakMap(), egress: new WeakMap() }
+
+function isolationDenial(direction: Direction, policies: readonly CompiledNetworkPolicy[]): DirectionVerdict {
+  const known = DENIALS[direction].get(policies)
+  if (known) return known
+  const names = policies.map((p) => p.key)
+  const verdict: DirectionVerdict = Object.freeze({
+    direction,
+    allowed: false,
+    tier: 'NetworkPolicy' as const,
+    policyKind: 'NetworkPolicy' as const,
+    policy: names[0],
+    reason: `${direction === 'ingress' ? 'the destination' : 'the source'} is isolated for ${direction} by NetworkPolic${names.length === 1 ? 'y' : 'ies'} ${names.join(', ')} and no rule allows this flow`,
+    isolatedBy: Object.freeze(names),
+  })
+  DENIALS[direction].set(policies, verdict)
+  return verdict
+}
+
 function portsMatch(ports: readonly CompiledPort[], dst: EndpointRecord | undefined, port: number, protocol: Protocol): boolean {
   for (let i = 0; i < ports.length; i++) {
     const p = ports[i] as CompiledPort
@@ -237,6 +265,18 @@ function portsMatch(ports: readonly CompiledPort[], dst: EndpointRecord | undefi
     }
   }
   return false
+}
+
+/** The first address of `a` whose family `b` also has, if any. Plain loops: this is on the lookup path. */
+function sharedFamilyIp(a: EndpointRecord | undefined, b: EndpointRecord | undefined): IpAddress | undefined {
+  if (!a || !b) return undefined
+  const ours = a.endpoint.ips
+  const theirs = b.endpoint.ips
+  for (let i = 0; i < ours.length; i++) {
+    const ip = ours[i] as IpAddress
+    for (let j = 0; j < theirs.length; j++) if ((theirs[j] as IpAddress).family === ip.family) return ip
+  }
+  return undefined
 }
 
 /** The address an endpoint uses towards `other`: same family as the other side when possible. */
