@@ -14,15 +14,18 @@ if [ "$node_major" -lt "$need_node_major" ]; then
 fi
 
 # Redis from Debian: redis-server is the embedded store, and the tests also run redis-sentinel
-# and redis-cli (package redis-tools). Installed only when a binary is missing.
+# and redis-cli (package redis-tools). WireGuard: the kernel backend drives devices with `wg`
+# (wireguard-tools) and `ip` (iproute2), and runs wireguard-go where there is no kernel module;
+# wireguard-go is also the reference peer in the tests. Installed only when a binary is missing.
 missing_pkgs=()
-for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools; do
+for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
+  wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
 done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "flatnet needs the Debian packages ${missing_pkgs[*]}; install them as root:" >&2
-    echo "  apt-get update && apt-get install -y ${missing_pkgs[*]}" >&2
+    echo "  apt-get update && apt-get install -y --no-install-recommends ${missing_pkgs[*]}" >&2
     exit 1
   fi
   log "installing ${missing_pkgs[*]} (apt-get)"
@@ -33,7 +36,9 @@ if [ "${#missing_pkgs[@]}" -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
   fi
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_pkgs[@]}" >/dev/null
+  # wireguard-tools recommends a kernel image (for the module): a whole kernel and initramfs
+  # that a container cannot boot, so recommends are left out.
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_pkgs[@]}" >/dev/null
   [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
 fi
 
@@ -43,6 +48,31 @@ if [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   log "installing npm dependencies (npm ci)"
   npm ci --no-audit --no-fund --loglevel=error
   touch "$stamp"
+fi
+
+# The data-plane addon (packages/wireguard/native), rebuilt only when it is missing or older than
+# one of its sources. node-gyp is a devDependency of packages/wireguard, so nothing outside the npm
+# registry is needed; Node's own headers are used where installed (the nodejs package puts them in
+# <prefix>/include/node), so node-gyp does not try to download them.
+addon_dir=packages/wireguard/native
+addon=$addon_dir/build/Release/flatnet_native.node
+if [ ! -f "$addon" ] || [ -n "$(find "$addon_dir/binding.gyp" "$addon_dir/src" -type f -newer "$addon" -print -quit)" ]; then
+  log "building the data-plane addon (node-gyp)"
+  gyp_args=(rebuild --directory="$addon_dir" --loglevel=error)
+  node_prefix=$(dirname "$(dirname "$(node -p process.execPath)")")
+  for dir in "$node_prefix" /usr; do
+    if [ -f "$dir/include/node/node_api.h" ] && [ -f "$dir/include/node/common.gypi" ]; then
+      gyp_args+=(--nodedir="$dir")
+      break
+    fi
+  done
+  if ! npx --no-install node-gyp "${gyp_args[@]}" >"$addon_dir/build.log" 2>&1; then
+    cat "$addon_dir/build.log" >&2
+    echo "building the data-plane addon failed (log above); it needs make, a C compiler (g++ or gcc) and python3" >&2
+    exit 1
+  fi
+  # A failed or interrupted build can leave an old addon behind; mark a good one as current.
+  touch "$addon"
 fi
 
 log "building (turbo run build)"
