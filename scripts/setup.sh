@@ -16,10 +16,11 @@ fi
 # Redis from Debian: redis-server is the embedded store, and the tests also run redis-sentinel
 # and redis-cli (package redis-tools). WireGuard: the kernel backend drives devices with `wg`
 # (wireguard-tools) and `ip` (iproute2), and runs wireguard-go where there is no kernel module;
-# wireguard-go is also the reference peer in the tests. Installed only when a binary is missing.
+# wireguard-go is also the reference peer in the tests. The TUN tests answer a real `ping`
+# (iputils-ping). Installed only when a binary is missing.
 missing_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
-  wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2; do
+  wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2 ping:iputils-ping; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
 done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then

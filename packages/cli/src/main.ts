@@ -10,6 +10,7 @@ import { FlatnetError, ExpectationFailedError, ValidationError, formatIssue } fr
 import { terminalOut, type Out } from './output.js'
 import { endpointCommand, ipamCommand, nodeCommand } from './inventory-commands.js'
 import { policyCommand } from './policy-commands.js'
+import { wgCommand } from './wg-commands.js'
 import { DiffFoundError } from './policy-store-commands.js'
 
 export const VERSION = '0.1.0'
@@ -26,6 +27,7 @@ export function buildProgram(out: Out): Command {
   program.addCommand(nodeCommand(out))
   program.addCommand(endpointCommand(out))
   program.addCommand(ipamCommand(out))
+  program.addCommand(wgCommand(out))
   // Every command, however deep, reports through `out` and returns instead of exiting.
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
