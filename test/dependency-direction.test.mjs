@@ -22,7 +22,7 @@ const ALLOWED = {
   cli: ['core', 'policy', 'store', 'wireguard', 'mesh', 'agent', 'k8s', 'cni'],
 }
 /** Third-party modules the pure packages may use (parsing only). */
-const PURE_THIRD_PARTY = { core: [], policy: ['yaml'] }
+const PURE_THIRD_PARTY = { core: [], policy: ['yaml', 'js-yaml'] }
 
 function sourceFiles(dir) {
   if (!existsSync(dir)) return []

@@ -10,7 +10,7 @@ import { policyKey } from './model.js'
 import { readClusterNetworkPolicy } from './read-cluster-network-policy.js'
 import { readHostEndpoint, readNamespace, readPod } from './read-inventory.js'
 import { readNetworkPolicy } from './read-network-policy.js'
-import { formatPath, parseSource, type PathSegment, type SourceDocument } from './source.js'
+import { fastParseSource, formatPath, parseSource, type PathSegment, type SourceDocument } from './source.js'
 
 export interface SourceText {
   readonly file: string
@@ -138,10 +138,26 @@ function objectIdentity(o: FlatnetObject): string {
 
 export function loadObjects(sources: readonly SourceText[], options: LoadOptions = {}): LoadedObjects {
   const opts: Required<LoadOptions> = { defaultNamespace: options.defaultNamespace ?? 'default', accept: options.accept ?? 'any' }
+  // Valid input, the common case, goes through the fast parser; any problem at all and the
+  // whole load runs again through the full parser, so every issue carries its position.
+  const fast: SourceDocument[] = []
+  for (const source of sources) {
+    const docs = fastParseSource(source.file, source.text)
+    if (!docs) return loadFrom(sources.map((s) => parseSource(s.file, s.text)), opts)
+    fast.push(...docs)
+  }
+  try {
+    return loadFrom([{ documents: fast, issues: [] }], opts)
+  } catch (err) {
+    if (err instanceof ValidationError) return loadFrom(sources.map((s) => parseSource(s.file, s.text)), opts)
+    throw err
+  }
+}
+
+function loadFrom(parsedSources: readonly { documents: readonly SourceDocument[]; issues: readonly ValidationIssue[] }[], opts: Required<LoadOptions>): LoadedObjects {
   const issues: ValidationIssue[] = []
   const found: { object: FlatnetObject; doc: SourceDocument; path: readonly PathSegment[] }[] = []
-  for (const source of sources) {
-    const parsed = parseSource(source.file, source.text)
+  for (const parsed of parsedSources) {
     issues.push(...parsed.issues)
     for (const doc of parsed.documents) readObject(new FieldReader(doc, issues), doc.value, [], opts, found)
   }

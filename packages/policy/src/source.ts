@@ -5,6 +5,7 @@
  * Pure: the caller reads the bytes; this module only decodes and parses them.
  */
 import { LineCounter, isAlias, isCollection, isMap, isPair, isScalar, isSeq, parseAllDocuments, visit, type Document, type Node, type YAMLError } from 'yaml'
+import jsyaml from 'js-yaml'
 import type { SourcePosition, ValidationIssue } from '@flatnet/core'
 
 export type PathSegment = string | number
@@ -271,4 +272,32 @@ export function parseSource(file: string, text: string): ParsedSource {
     })
   })
   return { documents, issues }
+}
+
+/**
+ * The fast way in: js-yaml's core schema builds plain values about ten times faster than the
+ * position-tracking parser, which dominates the cost of a large apply. It is used only for
+ * inputs it reads the same way and that cannot blow up: no anchors, aliases, tags or merge
+ * keys, within the size limit. Positions are unknown here, so a caller that finds any problem
+ * must parse again with parseSource() to report where.
+ */
+const NEEDS_FULL_PARSER = /(^|[\s[{,:-])[&*!]|<</m
+
+export function fastParseSource(file: string, text: string): SourceDocument[] | undefined {
+  // Anything near the size limit takes the full path, which measures it in UTF-8 bytes.
+  if (text.length > SOURCE_LIMITS.maxFileBytes / 3 || NEEDS_FULL_PARSER.test(text)) return undefined
+  let values: unknown[]
+  try {
+    values = jsyaml.loadAll(text, undefined, { schema: jsyaml.CORE_SCHEMA, filename: file })
+  } catch {
+    return undefined
+  }
+  if (values.length > SOURCE_LIMITS.maxDocumentsPerFile) return undefined
+  const documents: SourceDocument[] = []
+  values.forEach((value, index) => {
+    if (value === null || value === undefined) return
+    documents.push({ file, index, value, locate: () => ({ file, line: 0, column: 0 }) })
+  })
+  // Too deep for the fast path is too deep at all, but let the full parser say so with a position.
+  return documents.some((d) => tooDeep(d.value, SOURCE_LIMITS.maxDepth)) ? undefined : documents
 }
