@@ -1,7 +1,7 @@
 /** `flatnet node ...`, `flatnet endpoint list`, `flatnet ipam ...`: the registry and addresses in the store. */
 import { Command, Option } from 'commander'
 import { InvalidArgumentError } from '@flatnet/core'
-import { Ipam, NodeRegistry, type StoredObject } from '@flatnet/store'
+import type { StoredObject } from '@flatnet/store'
 import { formatData, paint, table, type Out, type OutputFormat } from './output.js'
 import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
 
@@ -32,7 +32,7 @@ export function nodeCommand(out: Out): Command {
 
   withConnectionOptions(node.command('list').description('every registered node, admitted or pending').addOption(outputOption()).option('--wide', 'full PeerIds')).action(
     async (opts: Conn & { wide?: boolean }) => {
-      await withStore(opts, async (store) => {
+      await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
         const registry = new NodeRegistry(store, new Ipam(store))
         const { nodes, invalid } = await registry.scan()
         const revoked = await registry.listRevoked()
@@ -58,14 +58,14 @@ export function nodeCommand(out: Out): Command {
   )
 
   withConnectionOptions(node.command('approve <peerId>').description('admit a pending node')).action(async (peerId: string, opts: ConnectionOptions) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
       const r = await new NodeRegistry(store, new Ipam(store)).approve(peerId)
       out.write(`node ${peerId} ${r.result === 'unchanged' ? 'was already admitted' : 'approved'} (revision ${r.revision})`)
     })
   })
 
   withConnectionOptions(node.command('revoke <peerId>').description('remove a node from every peer and release its address blocks')).action(async (peerId: string, opts: ConnectionOptions) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
       const r = await new NodeRegistry(store, new Ipam(store)).revoke(peerId)
       out.write(`node ${peerId} revoked${r.removed ? '' : ' (it had no record)'}; released ${r.releasedBlocks.length} block${r.releasedBlocks.length === 1 ? '' : 's'} and ${r.releasedAddresses} address${r.releasedAddresses === 1 ? '' : 'es'} (revision ${r.revision})`)
     })
@@ -80,14 +80,14 @@ export function nodeCommand(out: Out): Command {
       .option('--description <text>', 'what the token is for'),
   ).action(async (opts: ConnectionOptions & { ttl: string; description?: string }) => {
     const ttlSeconds = parseDuration(opts.ttl)
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
       const t = await new NodeRegistry(store, new Ipam(store)).createToken({ ttlSeconds, ...(opts.description ? { description: opts.description } : {}) })
       out.write(t.token)
       out.error(paint(out, 'dim', `token ${t.id} expires ${t.expiresAt}`))
     })
   })
   withConnectionOptions(token.command('list').description('join tokens (never their secrets)').addOption(outputOption())).action(async (opts: Conn) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
       const tokens = await new NodeRegistry(store, new Ipam(store)).listTokens()
       if (opts.output !== 'table') return void out.write(formatData(tokens, opts.output))
       if (tokens.length === 0) return void out.error('no join tokens')
@@ -95,7 +95,7 @@ export function nodeCommand(out: Out): Command {
     })
   })
   withConnectionOptions(token.command('delete <id>').description('delete a join token')).action(async (id: string, opts: ConnectionOptions) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam, NodeRegistry }) => {
       const deleted = await new NodeRegistry(store, new Ipam(store)).deleteToken(id)
       out.write(deleted ? `token ${id} deleted` : `token ${id} did not exist`)
     })
@@ -137,7 +137,7 @@ function endpointRow(o: StoredObject): string[] {
 export function ipamCommand(out: Out): Command {
   const ipam = new Command('ipam').description('address pools and per-node blocks')
   withConnectionOptions(ipam.command('show').description('pool and block usage').addOption(outputOption())).action(async (opts: Conn) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam }) => {
       const usage = await new Ipam(store).usage()
       if (opts.output !== 'table') return void out.write(formatData(usage, opts.output))
       if (usage.pools.length === 0) return void out.error('no address pools; create one with `flatnet ipam pool set NAME --cidr CIDR`')
@@ -161,7 +161,7 @@ export function ipamCommand(out: Out): Command {
       .requiredOption('--cidr <cidr>', 'the pool, e.g. 10.64.0.0/16')
       .option('--block-prefix <n>', 'prefix length of per-node blocks', '26'),
   ).action(async (name: string, opts: ConnectionOptions & { cidr: string; blockPrefix: string }) => {
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, { Ipam }) => {
       const r = await new Ipam(store).ensurePool({ name, cidr: opts.cidr, blockPrefix: Number(opts.blockPrefix) })
       out.write(`pool ${name} ${r.result}`)
     })

@@ -2,7 +2,6 @@
 import { Command, Option } from 'commander'
 import { InvalidArgumentError, ExpectationFailedError, formatIssue, type Protocol } from '@flatnet/core'
 import { flowResult, loadObjects, parseFlowExpectations, parseFlowLines, parsePortProtocol, type FlowResult, type PolicySnapshot } from '@flatnet/policy'
-import { snapshotFromStore } from '@flatnet/store'
 import { explainText } from './explain-text.js'
 import { readSources, readText } from './inputs.js'
 import { formatData, paint, table, type Out, type OutputFormat } from './output.js'
@@ -38,8 +37,8 @@ async function withSnapshot<T>(opts: SnapshotOptions, out: Out, fn: (snapshot: P
   if (opts.filename?.length || opts.inventory?.length) {
     return fn(loadOffline({ filename: opts.filename ?? [], inventory: opts.inventory, namespace: opts.namespace }).snapshot)
   }
-  return withStore(opts, async (store) => {
-    const { snapshot, issues } = await snapshotFromStore(store)
+  return withStore(opts, async (store, lib) => {
+    const { snapshot, issues } = await lib.snapshotFromStore(store)
     for (const issue of issues) out.error(`warning: skipped an invalid stored object: ${formatIssue(issue)}`)
     return fn(snapshot)
   })

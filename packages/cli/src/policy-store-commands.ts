@@ -3,7 +3,8 @@ import { Option, type Command } from 'commander'
 import { stringify } from 'yaml'
 import { FlatnetError, InvalidArgumentError } from '@flatnet/core'
 import { loadObjects } from '@flatnet/policy'
-import { applyObjects, canonicalJson, deleteRefs, NotFoundError, refOf, storedManifest, type DocumentRef, type FlatnetStore, type StoredObject, type StoreKind } from '@flatnet/store'
+import type { DocumentRef, FlatnetStore, StoredObject, StoreKind } from '@flatnet/store'
+import { loadStoreLib, type StoreLib } from './store-connection.js'
 import { readSources } from './inputs.js'
 import { formatData, paint, table, type Out, type OutputFormat } from './output.js'
 import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
@@ -40,15 +41,15 @@ function resultWord(out: Out, result: string): string {
   return paint(out, style, result === 'notfound' ? 'not found' : result)
 }
 
-async function manifestDiffs(store: FlatnetStore, loaded: ReturnType<typeof loadObjects>): Promise<{ ref: DocumentRef; diff: string; isNew: boolean }[]> {
+async function manifestDiffs(store: FlatnetStore, lib: StoreLib, loaded: ReturnType<typeof loadObjects>): Promise<{ ref: DocumentRef; diff: string; isNew: boolean }[]> {
   const objects = [...loaded.namespaces, ...loaded.endpoints, ...loaded.policies]
   return Promise.all(
     objects.map(async (o) => {
-      const ref = refOf(o)
+      const ref = lib.refOf(o)
       const current = await store.get(ref.kind, ref.key)
       // Both sides in canonical key order, so that only real changes show.
-      const oldText = current ? stringify(JSON.parse(canonicalJson(current.value))) : ''
-      const diff = unifiedDiff(oldText, stringify(JSON.parse(canonicalJson(storedManifest(o)))), { old: current ? `${ref.display} (revision ${current.revision})` : '/dev/null', new: `${ref.display} (new)` })
+      const oldText = current ? stringify(JSON.parse(lib.canonicalJson(current.value))) : ''
+      const diff = unifiedDiff(oldText, stringify(JSON.parse(lib.canonicalJson(lib.storedManifest(o)))), { old: current ? `${ref.display} (revision ${current.revision})` : '/dev/null', new: `${ref.display} (new)` })
       return { ref, diff, isNew: !current }
     }),
   )
@@ -89,15 +90,15 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
     const loaded = loadFiles(opts)
     const ifRevision = opts.ifRevision === undefined ? undefined : Number(opts.ifRevision)
     if (ifRevision !== undefined && !Number.isInteger(ifRevision)) throw new InvalidArgumentError(`--if-revision must be an integer, got "${opts.ifRevision}"`)
-    await withStore(opts, async (store) => {
+    await withStore(opts, async (store, lib) => {
       if (opts.dryRun) {
-        for (const d of await manifestDiffs(store, loaded)) {
+        for (const d of await manifestDiffs(store, lib, loaded)) {
           out.write(`${d.ref.display} ${resultWord(out, d.isNew ? 'created' : d.diff ? 'configured' : 'unchanged')} (dry run)`)
           if (d.diff && !d.isNew) out.write(colourDiff(out, d.diff))
         }
         return
       }
-      const outcome = await applyObjects(store, loaded, ifRevision === undefined ? {} : { ifRevision })
+      const outcome = await lib.applyObjects(store, loaded, ifRevision === undefined ? {} : { ifRevision })
       for (const d of outcome.documents) out.write(`${d.display} ${resultWord(out, d.result)}`)
       out.write(paint(out, 'dim', `revision ${outcome.revision}`))
     })
@@ -111,9 +112,9 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
       .option('-n, --namespace <ns>', 'namespace for objects that name none', 'default'),
   ).action(async (opts: FileOptions) => {
     const loaded = loadFiles(opts)
-    const changed = await withStore(opts, async (store) => {
+    const changed = await withStore(opts, async (store, lib) => {
       let n = 0
-      for (const d of await manifestDiffs(store, loaded)) {
+      for (const d of await manifestDiffs(store, lib, loaded)) {
         if (!d.diff) continue
         n++
         out.write(colourDiff(out, d.diff))
@@ -134,12 +135,12 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
         .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table')),
     ).action(async (nameArg: string | undefined, opts: ConnectionOptions & { namespace: string; allNamespaces?: boolean; kind: string; output: OutputFormat }) => {
       const kind = parseKind(opts.kind)
-      await withStore(opts, async (store) => {
+      await withStore(opts, async (store, lib) => {
         let objects: StoredObject[]
         if (nameArg) {
           const key = kind === 'NetworkPolicy' ? `${opts.namespace}/${nameArg}` : nameArg
           const one = await store.get(kind, key)
-          if (!one) throw new NotFoundError(`${kind} ${key}`)
+          if (!one) throw new lib.NotFoundError(`${kind} ${key}`)
           objects = [one]
         } else {
           objects = (await store.list(kind)).filter((o) => kind !== 'NetworkPolicy' || opts.allNamespaces || o.key.startsWith(`${opts.namespace}/`))
@@ -171,6 +172,7 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
     let refs: DocumentRef[]
     if (opts.filename?.length) {
       const loaded = loadObjects(readSources(opts.filename), { defaultNamespace: opts.namespace, accept: 'any' })
+      const { refOf } = await loadStoreLib()
       refs = [...loaded.namespaces, ...loaded.endpoints, ...loaded.policies].map(refOf)
     } else if (nameArg) {
       const kind = parseKind(opts.kind)
@@ -178,12 +180,12 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
       refs = [{ kind, key, display: `${kind} ${key}` }]
     } else throw new InvalidArgumentError('name what to delete: a NAME, or -f FILE')
     const ifRevision = opts.ifRevision === undefined ? undefined : Number(opts.ifRevision)
-    await withStore(opts, async (store) => {
-      const outcome = await deleteRefs(store, refs, ifRevision === undefined ? {} : { ifRevision })
+    await withStore(opts, async (store, lib) => {
+      const outcome = await lib.deleteRefs(store, refs, ifRevision === undefined ? {} : { ifRevision })
       for (const d of outcome.documents) out.write(`${d.display} ${resultWord(out, d.result)}`)
       out.write(paint(out, 'dim', `revision ${outcome.revision}`))
       const missing = outcome.documents.filter((d) => d.result === 'notfound')
-      if (missing.length > 0) throw new NotFoundError(missing.map((d) => d.display).join(', '))
+      if (missing.length > 0) throw new lib.NotFoundError(missing.map((d) => d.display).join(', '))
     })
   })
 }

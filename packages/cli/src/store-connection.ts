@@ -4,7 +4,15 @@
  * the command ends if this command started it).
  */
 import { Option, type Command } from 'commander'
-import { connectRedis, FlatnetStore, redactUrl, startEmbeddedRedis } from '@flatnet/store'
+import type * as StoreModule from '@flatnet/store'
+import type { FlatnetStore } from '@flatnet/store'
+
+/** The store library, loaded only by commands that use it (it brings ioredis and libp2p keys). */
+export type StoreLib = typeof StoreModule
+
+export function loadStoreLib(): Promise<StoreLib> {
+  return import('@flatnet/store')
+}
 
 export const CONNECTION_DEFAULTS = Object.freeze({
   stateDir: '/var/lib/flatnet',
@@ -28,14 +36,16 @@ export function withConnectionOptions(cmd: Command): Command {
     .addOption(new Option('--timeout <ms>', 'give up on Redis after this many milliseconds').default(String(CONNECTION_DEFAULTS.timeoutMs)))
 }
 
-export async function withStore<T>(opts: ConnectionOptions, fn: (store: FlatnetStore) => Promise<T>): Promise<T> {
+export async function withStore<T>(opts: ConnectionOptions, fn: (store: FlatnetStore, lib: StoreLib) => Promise<T>): Promise<T> {
+  const lib = await loadStoreLib()
+  const { connectRedis, FlatnetStore, redactUrl, startEmbeddedRedis } = lib
   const timeoutMs = Number(opts.timeout)
   const embedded = opts.redis ? undefined : await startEmbeddedRedis({ stateDir: opts.stateDir })
   const url = opts.redis ?? (embedded as { url: string }).url
   const redis = connectRedis(url, { connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs })
   const store = new FlatnetStore({ redis, where: redactUrl(url) }, { cluster: opts.cluster, commandTimeoutMs: timeoutMs })
   try {
-    return await fn(store)
+    return await fn(store, lib)
   } finally {
     await store.close()
     await embedded?.stop()
