@@ -7,7 +7,7 @@
 //
 // Usage: node --expose-gc bench/policy/run.js [--quick] [--no-yaml] [--lookups N] [--reps N] [--seed N]
 //        (`npm run bench:policy` builds first.) Exits 1 when a target is missed.
-import { performance } from 'node:perf_hooks'
+import { performance, PerformanceObserver } from 'node:perf_hooks'
 import { stringify } from 'yaml'
 import { loadObjects, PolicyCompiler } from '../../packages/policy/dist/src/index.js'
 import { APPS, chance, ENDPOINTS_PER_NS, ENVS, generateCluster, int, pick, POLICIES_PER_NS, TEAMS, VERSIONS } from './cluster.js'
@@ -105,39 +105,55 @@ const memCompiled = heapNow()
 // ---------------------------------------------------------------- incremental
 
 const incremental = {}
-function timeIncremental(label, makeChange) {
-  const samples = []
+// Garbage-collection pauses, to tell how much of a slow update was the collector's.
+const gcPauses = []
+new PerformanceObserver((list) => gcPauses.push(...list.getEntries())).observe({ entryTypes: ['gc'] })
+const gcWithin = (t0, t1) => gcPauses.reduce((sum, e) => sum + Math.max(0, Math.min(t1, e.startTime + e.duration) - Math.max(t0, e.startTime)), 0)
+
+async function timeIncremental(label, makeChange) {
+  const windows = []
   // A few untimed rounds so that each kind is measured warm, as in a running agent.
   for (let i = 0; i < REPS + 5; i++) {
     const change = makeChange(i)
+    const c0 = process.cpuUsage()
     const t0 = now()
     compiler.update(change)
     const next = compiler.commit()
-    const dt = now() - t0
+    const t1 = now()
+    const cpu = process.cpuUsage(c0)
     if (next === snapshot) throw new Error(`${label}: commit produced no new snapshot`)
     snapshot = next
-    if (i >= 5) samples.push(dt)
+    if (i >= 5) windows.push([t0, t1, (cpu.user + cpu.system) / 1000])
   }
-  incremental[label] = stats(samples)
-  log(`  ${label}: median ${ms(incremental[label].median)}, max ${ms(incremental[label].max)}`)
+  // GC entries arrive asynchronously.
+  await new Promise((resolve) => setTimeout(resolve, 50))
+  const s = stats(windows.map(([t0, t1]) => t1 - t0))
+  const slowest = windows.reduce((a, b) => (b[1] - b[0] > a[1] - a[0] ? b : a))
+  // CPU time (all threads of the process) next to wall time shows when the slowest update was
+  // mostly waiting for a core that other processes held.
+  incremental[label] = { ...s, gcInMax: gcWithin(slowest[0], slowest[1]), cpuInMax: slowest[2] }
+  log(`  ${label}: median ${ms(s.median)}, max ${ms(s.max)} (GC ${ms(incremental[label].gcInMax)}, CPU ${ms(slowest[2])})`)
 }
 
 log(`incremental updates (${REPS} each)`)
-const policyByKey = new Map(data.policies.map((p) => [`${p.namespace}/${p.name}`, p]))
-timeIncremental('networkPolicy', () => {
-  // A new port on an existing allow rule: the everyday policy edit.
-  const n = int(NAMESPACES)
-  const name = `allow-${data.nsInfo[n].apps[int(6)]}-`
-  const key = [...policyByKey.keys()].find((k) => k.startsWith(`${data.nsInfo[n].name}/${name}`))
-  const old = policyByKey.get(key)
-  const rule = old.ingress[0]
-  const ports = [...rule.ports, { protocol: 'TCP', port: 10000 + int(50000), endPort: undefined }]
-  const next = { ...old, ingress: [{ ...rule, ports }, ...old.ingress.slice(1)] }
-  policyByKey.set(key, next)
+const policiesNow = data.policies.slice()
+await timeIncremental('networkPolicy', () => {
+  // The everyday edit: one more port on a rule, or a new rule. Any of a namespace's policies,
+  // so both narrow ones (one app) and namespace-wide ones (default deny, monitoring) are covered.
+  const i = int(policiesNow.length)
+  const old = policiesNow[i]
+  const first = old.ingress[0]
+  const port = { protocol: 'TCP', port: 10000 + int(50000), endPort: undefined }
+  const ingress =
+    first && first.ports.length > 0
+      ? [{ ...first, ports: [...first.ports, port] }, ...old.ingress.slice(1)]
+      : [...old.ingress, { peers: [{ podSelector: { matchLabels: { app: pick(APPS) }, matchExpressions: [] }, namespaceSelector: undefined }], ports: [port] }]
+  const next = { ...old, ingress }
+  policiesNow[i] = next
   return { op: 'upsert', object: next }
 })
 const endpointsNow = data.endpoints.slice()
-timeIncremental('endpointLabels', () => {
+await timeIncremental('endpointLabels', () => {
   // A rollout relabels one endpoint; every third one also moves it to another app.
   const i = int(endpointsNow.length)
   const old = endpointsNow[i]
@@ -149,7 +165,7 @@ timeIncremental('endpointLabels', () => {
   return { op: 'upsert', object: next }
 })
 const namespacesNow = data.namespaces.slice()
-timeIncremental('namespaceLabels', () => {
+await timeIncremental('namespaceLabels', () => {
   // Promotion from staging to prod, or a team change: moves the namespace between cluster subjects.
   const i = int(namespacesNow.length)
   const old = namespacesNow[i]
@@ -161,7 +177,7 @@ timeIncremental('namespaceLabels', () => {
   return { op: 'upsert', object: next }
 })
 const clusterNow = data.clusterPolicies.slice()
-timeIncremental('clusterNetworkPolicy', (i) => {
+await timeIncremental('clusterNetworkPolicy', (i) => {
   // Cycle through every cluster policy, broad subjects (all namespaces) included: a rule edit.
   const at = i % clusterNow.length
   const old = clusterNow[at]
@@ -243,8 +259,8 @@ const protocols = flows.map((f) => f.protocol)
 const srcRefs = flows.map((f) => f.srcRef)
 const dstRefs = flows.map((f) => f.dstRef)
 
-function runEvaluate(count) {
-  const mask = DISTINCT_FLOWS - 1
+function runEvaluate(count, distinct = DISTINCT_FLOWS) {
+  const mask = distinct - 1
   let allowed = 0
   const t0 = now()
   for (let i = 0; i < count; i++) {
@@ -268,7 +284,14 @@ log(`evaluate(): ${LOOKUPS} lookups over ${DISTINCT_FLOWS} distinct flows`)
 runEvaluate(200_000)
 const evalRun = runEvaluate(LOOKUPS)
 const evalRate = LOOKUPS / (evalRun.ms / 1000)
-log(`  ${Math.round(evalRate).toLocaleString('en-US')} lookups/s, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed`)
+// The same code over 256 flows, whose records and policies fit in the CPU caches: the gap to the
+// figure above is the cost of fetching endpoint records and namespace policy state from memory.
+// (Already at 4,096 flows the rate is close to that of the full set.)
+const HOT_FLOWS = 256
+runEvaluate(200_000, HOT_FLOWS)
+const hotRun = runEvaluate(LOOKUPS, HOT_FLOWS)
+const hotRate = LOOKUPS / (hotRun.ms / 1000)
+log(`  ${Math.round(evalRate).toLocaleString('en-US')} lookups/s, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed; over ${HOT_FLOWS} flows only: ${Math.round(hotRate).toLocaleString('en-US')} lookups/s`)
 log(`evaluateRefs(): ${REF_LOOKUPS} lookups`)
 runEvaluateRefs(100_000)
 const refRun = runEvaluateRefs(REF_LOOKUPS)
@@ -318,6 +341,7 @@ const worstIncremental = Math.max(...Object.values(incremental).map((s) => s.max
 const worstIncrementalMedian = Math.max(...Object.values(incremental).map((s) => s.median))
 const checks = [
   ['full compile (cold, first run)', `< ${TARGETS.compileMs} ms`, ms(compileRuns[0]), compileRuns[0] < TARGETS.compileMs],
+  ['incremental, worst median of (a)-(d)', `< ${TARGETS.incrementalMs} ms`, ms(worstIncrementalMedian), worstIncrementalMedian < TARGETS.incrementalMs],
   ['incremental, worst max of (a)-(d)', `< ${TARGETS.incrementalMs} ms`, ms(worstIncremental), worstIncremental < TARGETS.incrementalMs],
   ['evaluate() lookups/s', `> ${TARGETS.lookupsPerSecond.toLocaleString('en-US')}`, Math.round(evalRate).toLocaleString('en-US'), evalRate > TARGETS.lookupsPerSecond],
   ['heap used after compile', `< ${mib(TARGETS.heapBytes)}`, mib(memCompiled.heapUsed), memCompiled.heapUsed < TARGETS.heapBytes],
@@ -332,8 +356,9 @@ const rows = [
     '(b) one endpoint\'s labels': incremental.endpointLabels,
     '(c) one namespace\'s labels': incremental.namespaceLabels,
     '(d) one ClusterNetworkPolicy': incremental.clusterNetworkPolicy,
-  }).map(([k, s]) => [`incremental ${k}`, `median ${ms(s.median)}, p90 ${ms(s.p90)}, max ${ms(s.max)} (n=${s.n})`]),
-  ['evaluate(), pre-resolved peers', `${Math.round(evalRate).toLocaleString('en-US')} lookups/s (${LOOKUPS.toLocaleString('en-US')} lookups, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed)`],
+  }).map(([k, s]) => [`incremental ${k}`, `median ${ms(s.median)}, p90 ${ms(s.p90)}, max ${ms(s.max)} [GC ${ms(s.gcInMax)}, CPU ${ms(s.cpuInMax)}] (n=${s.n})`]),
+  ['evaluate(), pre-resolved peers', `${Math.round(evalRate).toLocaleString('en-US')} lookups/s (${LOOKUPS.toLocaleString('en-US')} lookups over ${DISTINCT_FLOWS.toLocaleString('en-US')} flows, ${((100 * evalRun.allowed) / LOOKUPS).toFixed(1)}% allowed)`],
+  [`evaluate(), ${HOT_FLOWS} flows only (in CPU caches)`, `${Math.round(hotRate).toLocaleString('en-US')} lookups/s (not a target; ${((100 * hotRun.allowed) / LOOKUPS).toFixed(1)}% allowed)`],
   ['evaluateRefs(), strings resolved', `${Math.round(refRate).toLocaleString('en-US')} lookups/s (${REF_LOOKUPS.toLocaleString('en-US')} lookups, ${((100 * refRun.allowed) / REF_LOOKUPS).toFixed(1)}% allowed)`],
   ['decided by (tier:verdict)', Object.entries(decided).sort().map(([k, v]) => `${k} ${((100 * v) / DISTINCT_FLOWS).toFixed(1)}%`).join(', ')],
   ['heap used: inputs only', mib(memInputs.heapUsed - memBase.heapUsed)],
@@ -354,7 +379,7 @@ console.log('-'.repeat(width + 60))
 for (const [name, goal, measured, ok] of checks) console.log(`${name.padEnd(width)}  ${goal.padEnd(14)}${measured.padEnd(16)}${ok ? 'PASS' : 'MISS'}`)
 console.log('')
 const round = (x) => Math.round(x * 1000) / 1000
-const statsJson = (s) => ({ medianMs: round(s.median), p90Ms: round(s.p90), maxMs: round(s.max), n: s.n })
+const statsJson = (s) => ({ medianMs: round(s.median), p90Ms: round(s.p90), maxMs: round(s.max), gcInMaxMs: round(s.gcInMax), cpuInMaxMs: round(s.cpuInMax), n: s.n })
 console.log(
   JSON.stringify({
     bench: 'policy',
@@ -370,7 +395,8 @@ console.log(
       clusterNetworkPolicy: statsJson(incremental.clusterNetworkPolicy),
     },
     clusterSubjectSizes: Object.fromEntries(clusterNow.map((p, i) => [p.name, clusterSubjectSizes[i]])),
-    evaluate: { lookups: LOOKUPS, perSecond: Math.round(evalRate), allowedFraction: round(evalRun.allowed / LOOKUPS) },
+    evaluate: { lookups: LOOKUPS, distinctFlows: DISTINCT_FLOWS, perSecond: Math.round(evalRate), allowedFraction: round(evalRun.allowed / LOOKUPS) },
+    evaluateHot: { lookups: LOOKUPS, distinctFlows: HOT_FLOWS, perSecond: Math.round(hotRate), allowedFraction: round(hotRun.allowed / LOOKUPS) },
     evaluateRefs: { lookups: REF_LOOKUPS, perSecond: Math.round(refRate), allowedFraction: round(refRun.allowed / REF_LOOKUPS) },
     decidedBy: decided,
     memory: { inputsHeapBytes: memInputs.heapUsed - memBase.heapUsed, heapUsedAfterCompileBytes: memCompiled.heapUsed, rssAfterCompileBytes: memCompiled.rss, rssEndBytes: rss },

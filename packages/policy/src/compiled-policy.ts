@@ -2,7 +2,7 @@
  * Policies compiled for lookups: selectors compiled and shared, ports as ranges, and the
  * verdict each rule yields built once here, so that a lookup allocates nothing for it.
  */
-import { cidrContains, type Cidr, type IpAddress, type Protocol } from '@flatnet/core'
+import type { Cidr, IpAddress, Protocol } from '@flatnet/core'
 import type { ClusterNetworkPolicySpec, ClusterRuleAction, Direction, NetworkPolicySpec, Tier } from './model.js'
 import { policyKey } from './model.js'
 import type { Selector, SelectorCache } from './selector.js'
@@ -72,20 +72,26 @@ export class CompiledNetworkPolicy {
     const compile = (direction: Direction): CompiledRule[] =>
       spec[direction].map((rule, index) => ({
         index,
-        peers: rule.peers.map((peer): CompiledPeer => {
-          if ('ipBlock' in peer) return { type: 'ipBlock', cidr: peer.ipBlock.cidr, except: peer.ipBlock.except }
-          return {
-            type: 'selector',
-            namespaces: peer.namespaceSelector ? selectors.get(peer.namespaceSelector) : undefined,
-            pods: peer.podSelector ? selectors.get(peer.podSelector) : undefined,
-          }
-        }),
-        ports: rule.ports.map((p) =>
-          typeof p.port === 'string'
-            ? { protocol: p.protocol, from: 0, to: 0, name: p.port }
-            : p.port === undefined
-              ? { protocol: p.protocol, from: 1, to: 65535 }
-              : { protocol: p.protocol, from: p.port, to: p.endPort ?? p.port },
+        peers: sharedPeers(
+          selectors,
+          rule.peers.map((peer): CompiledPeer => {
+            if ('ipBlock' in peer) return { type: 'ipBlock', cidr: peer.ipBlock.cidr, except: peer.ipBlock.except }
+            return {
+              type: 'selector',
+              namespaces: peer.namespaceSelector ? selectors.get(peer.namespaceSelector) : undefined,
+              pods: peer.podSelector ? selectors.get(peer.podSelector) : undefined,
+            }
+          }),
+        ),
+        ports: sharedPorts(
+          selectors,
+          rule.ports.map((p) =>
+            typeof p.port === 'string'
+              ? { protocol: p.protocol, from: 0, to: 0, name: p.port }
+              : p.port === undefined
+                ? { protocol: p.protocol, from: 1, to: 65535 }
+                : { protocol: p.protocol, from: p.port, to: p.endPort ?? p.port },
+          ),
         ),
         verdict: Object.freeze({
           direction,
@@ -126,16 +132,24 @@ export class CompiledClusterPolicy {
         return {
           index,
           action: rule.action,
-          peers: rule.peers.map((peer): CompiledPeer => {
-            if ('networks' in peer) return { type: 'networks', cidrs: peer.networks }
-            if ('namespaces' in peer) return { type: 'selector', namespaces: selectors.get(peer.namespaces), pods: undefined }
-            return { type: 'selector', namespaces: selectors.get(peer.pods.namespaceSelector), pods: selectors.get(peer.pods.podSelector) }
-          }),
-          ports: rule.protocols?.map((p) =>
-            'namedPort' in p
-              ? { protocol: undefined, from: 0, to: 0, name: p.namedPort }
-              : { protocol: p.protocol, from: p.portRange?.start ?? 1, to: p.portRange?.end ?? 65535 },
+          peers: sharedPeers(
+            selectors,
+            rule.peers.map((peer): CompiledPeer => {
+              if ('networks' in peer) return { type: 'networks', cidrs: peer.networks }
+              if ('namespaces' in peer) return { type: 'selector', namespaces: selectors.get(peer.namespaces), pods: undefined }
+              return { type: 'selector', namespaces: selectors.get(peer.pods.namespaceSelector), pods: selectors.get(peer.pods.podSelector) }
+            }),
           ),
+          ports:
+            rule.protocols &&
+            sharedPorts(
+              selectors,
+              rule.protocols.map((p) =>
+                'namedPort' in p
+                  ? { protocol: undefined, from: 0, to: 0, name: p.namedPort }
+                  : { protocol: p.protocol, from: p.portRange?.start ?? 1, to: p.portRange?.end ?? 65535 },
+              ),
+            ),
           verdict: Object.freeze({
             direction,
             allowed: rule.action === 'Accept',
@@ -158,8 +172,49 @@ export function compareClusterPolicies(a: CompiledClusterPolicy, b: CompiledClus
   return a.priority - b.priority || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)
 }
 
+// Policies repeat the same port and peer lists; one shared array each keeps lookups that reach
+// them through different policies on the same cache lines.
+function cidrKey(c: Cidr): string {
+  return `${c.network.words.join('.')}/${c.prefix}:${c.family}`
+}
+
+function sharedPorts(selectors: SelectorCache, ports: CompiledPort[]): readonly CompiledPort[] {
+  const key = `ports\0${ports.map((p) => `${p.protocol ?? '*'} ${p.from}-${p.to} ${p.name ?? ''}`).join('\0')}`
+  return selectors.share(key, () => Object.freeze(ports))
+}
+
+function sharedPeers(selectors: SelectorCache, peers: CompiledPeer[]): readonly CompiledPeer[] {
+  const key = `peers\0${peers
+    .map((p) => {
+      switch (p.type) {
+        case 'ipBlock':
+          return `ipBlock ${cidrKey(p.cidr)} ${p.except.map(cidrKey).join(' ')}`
+        case 'networks':
+          return `networks ${p.cidrs.map(cidrKey).join(' ')}`
+        case 'selector':
+          // An absent namespace selector (own namespace) must not look like any selector's text.
+          return `selector ${p.namespaces ? p.namespaces.text : '\u0001'} ${p.pods ? p.pods.text : '\u0001'}`
+      }
+    })
+    .join('\0')}`
+  return selectors.share(key, () => Object.freeze(peers))
+}
+
 export function ipInBlock(ip: IpAddress, cidr: Cidr, except: readonly Cidr[]): boolean {
-  if (!cidrContains(cidr, ip)) return false
-  for (let i = 0; i < except.length; i++) if (cidrContains(except[i] as Cidr, ip)) return false
+  if (!inCidr(cidr, ip)) return false
+  for (let i = 0; i < except.length; i++) if (inCidr(except[i] as Cidr, ip)) return false
+  return true
+}
+
+/** cidrContains, with the masks computed in line: this runs per ipBlock peer per lookup. */
+function inCidr(cidr: Cidr, ip: IpAddress): boolean {
+  if (cidr.family !== ip.family) return false
+  const n = cidr.network.words
+  const a = ip.words
+  let bits = cidr.prefix
+  for (let i = 0; bits > 0; i++, bits -= 32) {
+    const mask = bits >= 32 ? -1 : ~(-1 >>> bits)
+    if (((a[i] as number) & mask) !== ((n[i] as number) & mask)) return false
+  }
   return true
 }

@@ -5,20 +5,20 @@
  * records the latest state per key (changes to one key coalesce), `commit()` does the work
  * and touches only what the changes can affect:
  *
- *   NetworkPolicy in namespace N changed  -> endpoint records of N
+ *   NetworkPolicy in namespace N changed  -> endpoint records of N it selects (before or after)
  *   ClusterNetworkPolicy changed          -> namespace records its subject selects (before or after)
  *   Namespace labels changed              -> that namespace's record (cluster subjects)
  *   endpoint changed                      -> that endpoint's record
  *
  * The result depends only on the current state, never on the order of updates.
  */
-import { endpointKey, formatIp, labelsFromRecord, NAMESPACE_NAME_LABEL, type NamedPort } from '@flatnet/core'
+import { endpointKey, formatIp, labelsFromRecord, NAMESPACE_NAME_LABEL, type IpAddress, type NamedPort } from '@flatnet/core'
 import { CompiledClusterPolicy, CompiledNetworkPolicy, compareClusterPolicies } from './compiled-policy.js'
 import type { EndpointObject, NamespaceObject, PolicyObject } from './model.js'
 import { policyKey } from './model.js'
 import { PersistentMap } from './persistent-map.js'
 import { SelectorCache } from './selector.js'
-import { PolicySnapshot, type EndpointRecord, type NamespaceRecord } from './snapshot.js'
+import { isolationDenial, PolicySnapshot, type EndpointRecord, type NamespaceRecord } from './snapshot.js'
 
 export type ObjectRef =
   | { readonly kind: 'NetworkPolicy'; readonly namespace: string; readonly name: string }
@@ -93,6 +93,11 @@ export class PolicyCompiler {
   }
 }
 
+type PolicyLists = Pick<EndpointRecord, 'ingressRules' | 'egressRules' | 'ingressDenial' | 'egressDenial'> & {
+  readonly ingress: EndpointRecord['ingressPolicies']
+  readonly egress: EndpointRecord['egressPolicies']
+}
+
 /** The work of one commit, with drafts of whatever it changes. */
 class CommitPass {
   private readonly namespaces: NamespaceRecord[]
@@ -102,12 +107,19 @@ class CommitPass {
   private readonly ipIndex
   private readonly networkPolicies
   private clusterPolicies: CompiledClusterPolicy[]
-  /** Namespaces whose every endpoint record must be rebuilt. */
-  private readonly dirtyNamespaces = new Set<number>()
+  /** Per namespace, the NetworkPolicies replaced or added in this pass: old and new versions. */
+  private readonly changedPolicies = new Map<number, CompiledNetworkPolicy[]>()
   /** Namespaces whose list of cluster policies must be rebuilt. */
   private readonly clusterDirty = new Set<number>()
   /** Per namespace, policy lists already built in this pass, by which of its policies they hold. */
-  private readonly sharedLists = new Map<number, Map<number | string, readonly [readonly CompiledNetworkPolicy[], readonly CompiledNetworkPolicy[]]>>()
+  private readonly sharedLists = new Map<number, Map<number | string, PolicyLists>>()
+  /**
+   * Label sets, named ports and cluster policy lists already built in this pass, by content.
+   * Kept for one pass only, so that label sets which no longer exist are not remembered forever.
+   */
+  private readonly sharedLabels = new Map<string, EndpointRecord['labels']>()
+  private readonly sharedNamedPorts = new Map<string, EndpointRecord['namedPorts']>()
+  private readonly sharedClusterLists = new Map<string, readonly CompiledClusterPolicy[]>()
   /** Endpoint keys whose record must be rebuilt (or removed). */
   private readonly dirtyEndpoints = new Set<string>()
   private readonly endpointObjects = new Map<string, EndpointObject | null>()
@@ -190,13 +202,15 @@ class CommitPass {
     const d = this.draft(i)
     const list = d.policies ?? (this.namespaces[i] as NamespaceRecord).policies.slice()
     const at = list.findIndex((p) => p.key === key)
-    if (at !== -1) list.splice(at, 1)
+    const changed = this.changedPolicies.get(i) ?? []
+    if (at !== -1) changed.push(...list.splice(at, 1))
     if (compiled) {
       list.push(compiled)
+      changed.push(compiled)
       this.networkPolicies.set(key, compiled)
     } else this.networkPolicies.delete(key)
     d.policies = list
-    this.dirtyNamespaces.add(i)
+    this.changedPolicies.set(i, changed)
   }
 
   private setClusterPolicy(name: string, compiled: CompiledClusterPolicy | undefined): boolean {
@@ -246,8 +260,8 @@ class CommitPass {
         const admin: CompiledClusterPolicy[] = []
         const baseline: CompiledClusterPolicy[] = []
         for (const p of this.clusterPolicies) if (p.subjectNamespaces.matches(labels)) (p.tier === 'Admin' ? admin : baseline).push(p)
-        adminPolicies = Object.freeze(admin)
-        baselinePolicies = Object.freeze(baseline)
+        adminPolicies = this.sharedClusterList(admin)
+        baselinePolicies = this.sharedClusterList(baseline)
       }
       this.namespaces[i] = Object.freeze({
         index: i,
@@ -260,7 +274,14 @@ class CommitPass {
         baselinePolicies,
       })
     }
-    for (const i of this.dirtyNamespaces) for (const key of (this.namespaces[i] as NamespaceRecord).endpoints) this.dirtyEndpoints.add(key)
+    // A policy is in an endpoint's lists only if it selects the endpoint, so only endpoints that
+    // the old or the new version selects can see their lists change.
+    for (const [i, changed] of this.changedPolicies) {
+      for (const key of (this.namespaces[i] as NamespaceRecord).endpoints) {
+        const labels = this.endpoints.get(key)?.labels
+        if (labels === undefined || changed.some((p) => p.podSelector.matchesAll || p.podSelector.matches(labels))) this.dirtyEndpoints.add(key)
+      }
+    }
   }
 
   private rebuildEndpoints(): void {
@@ -277,22 +298,58 @@ class CommitPass {
   private buildRecord(key: string, ep: EndpointObject | EndpointRecord['endpoint']): EndpointRecord {
     const nsIndex = this.namespaceIndex.get(ep.namespace) as number
     const ns = this.namespaces[nsIndex] as NamespaceRecord
-    const [ingressPolicies, egressPolicies] = this.policyLists(nsIndex, ns.policies, ep.labels)
+    const lists = this.policyLists(nsIndex, ns.policies, ep.labels)
+    return Object.freeze({
+      key,
+      endpoint: ep,
+      // Copies, allocated with the record: a lookup then finds the addresses on cache lines it
+      // loads anyway, rather than three objects away in the endpoint as it was read.
+      ips: Object.freeze(ep.ips.map((ip): IpAddress => ({ family: ip.family, words: [ip.words[0], ip.words[1], ip.words[2], ip.words[3]] }))),
+      nsIndex,
+      labels: this.sharedLabelSet(ep.labels),
+      namedPorts: this.sharedNamedPortMap(ep.namedPorts),
+      ingressPolicies: lists.ingress,
+      egressPolicies: lists.egress,
+      ingressRules: lists.ingressRules,
+      egressRules: lists.egressRules,
+      ingressDenial: lists.ingressDenial,
+      egressDenial: lists.egressDenial,
+    })
+  }
+
+  // Endpoints of one workload carry equal labels and ports. Sharing one map among them keeps
+  // what lookups read about peers in a few hot objects instead of one cold map per endpoint.
+  private sharedLabelSet(labels: EndpointRecord['labels']): EndpointRecord['labels'] {
+    let key = ''
+    for (const [k, v] of labels) key += `${k}\0${v}\0`
+    const known = this.sharedLabels.get(key)
+    if (known) return known
+    this.sharedLabels.set(key, labels)
+    return labels
+  }
+
+  private sharedNamedPortMap(ports: readonly NamedPort[]): EndpointRecord['namedPorts'] {
+    let key = ''
+    for (const np of ports) key += `${np.name}\0${np.port}\0${np.protocol}\0`
+    const known = this.sharedNamedPorts.get(key)
+    if (known) return known
     const namedPorts = new Map<string, NamedPort[]>()
-    for (const np of ep.namedPorts) {
+    for (const np of ports) {
       const list = namedPorts.get(np.name)
       if (list) list.push(np)
       else namedPorts.set(np.name, [np])
     }
-    return Object.freeze({
-      key,
-      endpoint: ep,
-      nsIndex,
-      labels: ep.labels,
-      namedPorts,
-      ingressPolicies,
-      egressPolicies,
-    })
+    this.sharedNamedPorts.set(key, namedPorts)
+    return namedPorts
+  }
+
+  private sharedClusterList(policies: CompiledClusterPolicy[]): readonly CompiledClusterPolicy[] {
+    const key = policies.map((p) => p.name).join('\0')
+    const known = this.sharedClusterLists.get(key)
+    if (known) return known
+    const list = Object.freeze(policies)
+    this.sharedClusterLists.set(key, list)
+    return list
   }
 
   /**
@@ -304,7 +361,7 @@ class CommitPass {
     nsIndex: number,
     policies: readonly CompiledNetworkPolicy[],
     labels: EndpointRecord['labels'],
-  ): readonly [readonly CompiledNetworkPolicy[], readonly CompiledNetworkPolicy[]] {
+  ): PolicyLists {
     const selected: number[] = []
     let mask = 0
     for (let i = 0; i < policies.length; i++) {
@@ -329,7 +386,14 @@ class CommitPass {
       if (p.isolates.ingress) ingress.push(p)
       if (p.isolates.egress) egress.push(p)
     }
-    const lists = [Object.freeze(ingress), Object.freeze(egress)] as const
+    const lists: PolicyLists = {
+      ingress: Object.freeze(ingress),
+      egress: Object.freeze(egress),
+      ingressRules: Object.freeze(ingress.flatMap((p) => p.rules.ingress)),
+      egressRules: Object.freeze(egress.flatMap((p) => p.rules.egress)),
+      ingressDenial: ingress.length > 0 ? isolationDenial('ingress', ingress) : undefined,
+      egressDenial: egress.length > 0 ? isolationDenial('egress', egress) : undefined,
+    }
     known.set(key, lists)
     return lists
   }

@@ -85,9 +85,22 @@ function formatRequirement(r: Requirement): string {
   }
 }
 
-/** Shares one compiled Selector among equal specs (policies repeat selectors a lot). */
+/**
+ * Shares one compiled Selector among equal specs (policies repeat selectors a lot), and likewise
+ * other compiled parts that policies repeat (port lists, peer lists). Besides the memory, a
+ * shared part stays in the CPU cache across lookups that reach it through different policies.
+ */
 export class SelectorCache {
   private readonly cache = new Map<string, Selector>()
+  private readonly parts = new Map<string, unknown>()
+
+  /** The part already made under `key`, else `make()`'s result, remembered. Keys must not collide across kinds. */
+  share<T>(key: string, make: () => T): T {
+    if (this.parts.has(key)) return this.parts.get(key) as T
+    const made = make()
+    this.parts.set(key, made)
+    return made
+  }
 
   get(spec: LabelSelectorSpec): Selector {
     const fresh = new Selector(spec)

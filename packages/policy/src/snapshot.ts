@@ -15,7 +15,7 @@
  * Records are rebuilt by the compiler when something that affects them changes; everything
  * else is shared.
  */
-import { endpointKey, formatIp, InvalidArgumentError, parseIp, UnknownEndpointError, type Endpoint, type IpAddress, type Labels, type NamedPort, type Protocol } from '@flatnet/core'
+import { endpointKey, formatIp, InvalidArgumentError, parseIp, UnknownEndpointError, type Cidr, type Endpoint, type IpAddress, type Labels, type NamedPort, type Protocol } from '@flatnet/core'
 import type { Direction } from './model.js'
 import { ipInBlock, type CompiledClusterPolicy, type CompiledNetworkPolicy, type CompiledPeer, type CompiledPort, type CompiledRule, type DirectionVerdict } from './compiled-policy.js'
 import type { PersistentMap } from './persistent-map.js'
@@ -41,6 +41,8 @@ export interface NamespaceRecord {
 export interface EndpointRecord {
   readonly key: string
   readonly endpoint: Endpoint
+  /** The endpoint's addresses (equal to `endpoint.ips`), kept with the record for lookups. */
+  readonly ips: readonly IpAddress[]
   readonly nsIndex: number
   readonly labels: Labels
   readonly namedPorts: ReadonlyMap<string, readonly NamedPort[]>
@@ -50,6 +52,12 @@ export interface EndpointRecord {
    */
   readonly ingressPolicies: readonly CompiledNetworkPolicy[]
   readonly egressPolicies: readonly CompiledNetworkPolicy[]
+  /** The rules of those policies, in order, flattened: what a lookup walks. */
+  readonly ingressRules: readonly CompiledRule[]
+  readonly egressRules: readonly CompiledRule[]
+  /** The verdict when the policies isolate and no rule allows; undefined when nothing isolates. */
+  readonly ingressDenial: DirectionVerdict | undefined
+  readonly egressDenial: DirectionVerdict | undefined
 }
 
 /** One side of a flow: an endpoint (with the IP it uses, if known) or an outside IP. */
@@ -153,15 +161,12 @@ export class PolicySnapshot {
     if (admin && admin.action !== 'Pass') return admin.verdict
     const policies = direction === 'ingress' ? subject.ingressPolicies : subject.egressPolicies
     if (policies.length > 0) {
-      for (let i = 0; i < policies.length; i++) {
-        const policy = policies[i] as CompiledNetworkPolicy
-        const rules = policy.rules[direction]
-        for (let j = 0; j < rules.length; j++) {
-          const rule = rules[j] as CompiledRule
-          if (this.ruleMatches(rule, subject.nsIndex, peer, peerIp, dstRecord, port, protocol)) return rule.verdict
-        }
+      const rules = direction === 'ingress' ? subject.ingressRules : subject.egressRules
+      for (let j = 0; j < rules.length; j++) {
+        const rule = rules[j] as CompiledRule
+        if (this.ruleMatches(rule, subject.nsIndex, peer, peerIp, dstRecord, port, protocol)) return rule.verdict
       }
-      return isolationDenial(direction, policies)
+      return (direction === 'ingress' ? subject.ingressDenial : subject.egressDenial) ?? isolationDenial(direction, policies)
     }
     const baseline = this.firstClusterMatch(ns.baselinePolicies, subject, direction, peer, peerIp, dstRecord, port, protocol)
     if (baseline) return baseline.verdict
@@ -221,17 +226,20 @@ export class PolicySnapshot {
         return peerIp !== undefined && ipInBlock(peerIp, p.cidr, p.except)
       case 'networks':
         if (peerIp === undefined) return false
-        for (let i = 0; i < p.cidrs.length; i++) if (ipInBlock(peerIp, p.cidrs[i]!, [])) return true
+        for (let i = 0; i < p.cidrs.length; i++) if (ipInBlock(peerIp, p.cidrs[i]!, NO_CIDRS)) return true
         return false
     }
   }
 }
 
+const NO_CIDRS: readonly Cidr[] = []
+
 // A denial depends only on the list of isolating policies, which records share, so it is built
 // once per list rather than once per lookup (most lookups in a default-deny cluster are denials).
+// The compiler stores it on the record, sparing the lookup this map.
 const DENIALS: Record<Direction, WeakMap<readonly CompiledNetworkPolicy[], DirectionVerdict>> = { ingress: new WeakMap(), egress: new WeakMap() }
 
-function isolationDenial(direction: Direction, policies: readonly CompiledNetworkPolicy[]): DirectionVerdict {
+export function isolationDenial(direction: Direction, policies: readonly CompiledNetworkPolicy[]): DirectionVerdict {
   const known = DENIALS[direction].get(policies)
   if (known) return known
   const names = policies.map((p) => p.key)
@@ -270,8 +278,8 @@ function portsMatch(ports: readonly CompiledPort[], dst: EndpointRecord | undefi
 /** The first address of `a` whose family `b` also has, if any. Plain loops: this is on the lookup path. */
 function sharedFamilyIp(a: EndpointRecord | undefined, b: EndpointRecord | undefined): IpAddress | undefined {
   if (!a || !b) return undefined
-  const ours = a.endpoint.ips
-  const theirs = b.endpoint.ips
+  const ours = a.ips
+  const theirs = b.ips
   for (let i = 0; i < ours.length; i++) {
     const ip = ours[i] as IpAddress
     for (let j = 0; j < theirs.length; j++) if ((theirs[j] as IpAddress).family === ip.family) return ip
@@ -282,8 +290,8 @@ function sharedFamilyIp(a: EndpointRecord | undefined, b: EndpointRecord | undef
 /** The address an endpoint uses towards `other`: same family as the other side when possible. */
 function pickIp(record: EndpointRecord | undefined, other: IpAddress | undefined): IpAddress | undefined {
   if (!record) return undefined
-  const ips = record.endpoint.ips
-  if (other) for (const ip of ips) if (ip.family === other.family) return ip
+  const ips = record.ips
+  if (other) for (let i = 0; i < ips.length; i++) if ((ips[i] as IpAddress).family === other.family) return ips[i]
   return ips[0]
 }
 
