@@ -7,13 +7,17 @@ import { readdirSync } from 'node:fs'
 import { basename } from 'node:path'
 import { Command } from 'commander'
 import { InvalidArgumentError } from '@flatnet/core'
-import { formatShow, readConfigFile, uapiGet, UAPI_SOCKET_DIR, UserspaceBackend } from '@flatnet/wireguard'
 import type { Out } from './output.js'
 
-/** Test-only knobs, from the environment so that a config file stays a plain wg-quick file. */
-function testTimerOptions(): { rekeyAfterMessages?: number } {
+/**
+ * Test-only knobs, from the environment so that a config file stays a plain wg-quick file.
+ * A short rekey timeout goes with a small message limit: handshakes are at least REKEY_TIMEOUT
+ * apart (5 s), so without it a test transfer would see one rekey at most.
+ */
+function testTimerOptions(): { rekeyAfterMessages?: number; timers?: { rekeyTimeoutMs: number } } {
   const n = process.env.FLATNET_WG_TEST_REKEY_AFTER_MESSAGES
-  return n ? { rekeyAfterMessages: Number(n) } : {}
+  const t = process.env.FLATNET_WG_TEST_REKEY_TIMEOUT_MS
+  return { ...(n ? { rekeyAfterMessages: Number(n) } : {}), ...(t ? { timers: { rekeyTimeoutMs: Number(t) } } : {}) }
 }
 
 export function wgCommand(out: Out): Command {
@@ -23,6 +27,8 @@ export function wgCommand(out: Out): Command {
     .description('bring up an interface from a wg-quick style file and run it until interrupted')
     .option('--name <interface>', 'interface name (default: the file name without .conf)')
     .action(async (config: string, opts: { name?: string }) => {
+      // Loaded here, not at start: other commands have no use for the data plane.
+      const { readConfigFile, UserspaceBackend } = await import('@flatnet/wireguard')
       const conf = await readConfigFile(config)
       const name = opts.name ?? basename(config).replace(/\.conf$/, '')
       if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new InvalidArgumentError(`"${name}" is not a valid interface name (at most 15 letters, digits, _ . -); use --name`)
@@ -56,6 +62,7 @@ export function wgCommand(out: Out): Command {
   wg.command('show [interface]')
     .description('peers, handshakes and transfer of userspace interfaces, like `wg show`')
     .action(async (name: string | undefined) => {
+      const { formatShow, uapiGet, UAPI_SOCKET_DIR } = await import('@flatnet/wireguard')
       let names: string[]
       try {
         names = name ? [name] : readdirSync(UAPI_SOCKET_DIR).filter((f) => f.endsWith('.sock')).map((f) => f.slice(0, -5)).sort()

@@ -139,12 +139,12 @@ export class Device implements DeviceContext {
     })
     let peer = this.peersByKey.get(settings.publicKey)
     const psk = settings.presharedKey === undefined ? undefined : keyFromBase64(settings.presharedKey)
-    if (peer && peer.hasPresharedKey !== (psk !== undefined)) {
-      // A changed preshared key changes the handshake itself: start the peer afresh.
-      this.removePeer(settings.publicKey)
-      peer = undefined
-    }
-    if (!peer) {
+    // Like the kernel and wireguard-go, a changed preshared key applies from the next handshake
+    // and the peer keeps its sessions and endpoint: recreating it would lose an endpoint learnt
+    // from its packets, which no configuration holds.
+    if (peer) {
+      peer.handshake.presharedKey = psk ?? Buffer.alloc(32)
+    } else {
       peer = new Peer(key, psk, this.durations, (kp: Keypair) => {
         this.table.delete(kp.localIndex)
         kp.wipe()

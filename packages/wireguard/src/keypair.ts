@@ -49,6 +49,9 @@ export class Keypair {
   readonly replay = new ReplayWindow()
   private sendLo = 0
   private sendHi = 0
+  /** The first counter of the last reserveCounters() call, as halves. */
+  reservedLo = 0
+  reservedHi = 0
 
   constructor(init: KeypairInit) {
     this.sendKey = Buffer.from(init.sendKey)
@@ -116,6 +119,38 @@ export class Keypair {
     }
     writeTransportHeader(out, outOffset, this.remoteIndex, lo, hi)
     return MESSAGE_TRANSPORT_HEADER_SIZE + aeadSealWords(this.sendKey, lo, hi, src, srcOffset, length, out, outOffset + MESSAGE_TRANSPORT_HEADER_SIZE)
+  }
+
+  /**
+   * Reserves up to `n` consecutive send counters for messages the caller seals itself (a batch);
+   * the first is left in reservedLo/reservedHi. Returns how many were granted: `n`, or fewer
+   * (0 included) once the counter nears REJECT_AFTER_MESSAGES. Counters are never handed out
+   * twice, so a reservation that goes unused only leaves a gap, which receivers accept.
+   */
+  reserveCounters(n: number): number {
+    if (!this.canSend || n <= 0) return 0
+    const lo = this.sendLo
+    const hi = this.sendHi
+    // Counters left below the limit; inexact only where it is far beyond any n.
+    const granted = Math.min(n, (REJECT_HI - hi) * TWO_32 + (REJECT_LO - lo))
+    this.reservedLo = lo
+    this.reservedHi = hi
+    const next = lo + granted
+    if (next >= TWO_32) {
+      this.sendLo = next - TWO_32
+      this.sendHi = hi + 1
+    } else {
+      this.sendLo = next
+    }
+    return granted
+  }
+
+  /**
+   * The replay check for the transport message at `msg[offset]`, once it has authenticated
+   * (decrypted elsewhere, e.g. in a batch): true when its counter is new, and records it.
+   */
+  acceptCounter(msg: Uint8Array, offset: number): boolean {
+    return this.replay.checkWords(readTransportCounterLo(msg, offset), readTransportCounterHi(msg, offset))
   }
 
   /**

@@ -60,6 +60,8 @@ export interface DeviceStats {
   readonly socketErrors: number
   /** Times the poll handle was restarted after the kernel flagged an error on the socket. */
   readonly pollRestarts: number
+  /** TUN with offloads: TSO super-packets read and split into packets. */
+  readonly rxTsoPackets: number
   readonly lastRxErrno: number
   readonly lastTxErrno: number
   readonly lastIcmpErrno: number
@@ -92,6 +94,8 @@ export type NativeReadCallback = (n: number) => void
 export interface NativeBinding {
   tunOpen(name: string, multiQueue: boolean, vnetHdr: boolean): { handle: NativeHandle; name: string }
   tunSetOffload(h: NativeHandle, flags: number): void
+  /** TSO and checksum offload with the virtio_net_hdr handled by the addon (see tun.ts, `offloads`). */
+  tunEnableOffloads?(h: NativeHandle): void
   /** 1 written, 0 would block, -errno failed (counted). */
   tunWrite(h: NativeHandle, buf: Uint8Array, offset: number, length: number): number
   tunWriteBatch(h: NativeHandle, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number
@@ -115,6 +119,19 @@ export interface NativeBinding {
   close(h: NativeHandle): void
   fd(h: NativeHandle): number
   stats(h: NativeHandle): DeviceStats
+  /** Batched transport AEAD (see transport-aead.ts); absent when the addon was built without OpenSSL. */
+  sealBatch?(key: Uint8Array, counterLo: number, counterHi: number, receiver: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number
+  openBatch?(
+    keys: Uint8Array,
+    keyIndex: Uint8Array | null,
+    buf: Uint8Array,
+    offsets: Uint32Array,
+    lengths: Uint32Array,
+    count: number,
+    out: Uint8Array,
+    outOffsets: Uint32Array,
+    results: Int32Array,
+  ): number
   readonly constants: {
     readonly ADDR_BYTES: number
     readonly MAX_BATCH: number

@@ -16,7 +16,6 @@ export class Peer {
   hasEndpoint = false
   /** As configured, canonical CIDRs (the device's AllowedIps trie is the routing truth). */
   allowedIps: string[] = []
-  readonly hasPresharedKey: boolean
   /** Packets waiting for a session; copies, bounded (oldest dropped). */
   readonly staged: Buffer[] = []
   rxBytes = 0
@@ -35,9 +34,13 @@ export class Peer {
   ) {
     this.publicKeyBase64 = keyToBase64(publicKey)
     this.handshake = new HandshakeState<Peer>(this, publicKey, presharedKey)
-    this.hasPresharedKey = presharedKey !== undefined && presharedKey.some((b) => b !== 0)
     this.keypairs = new Keypairs(onRetire)
     this.timers = new PeerTimers(durations)
+  }
+
+  /** Derived from the key itself, which setPeer may change. */
+  get hasPresharedKey(): boolean {
+    return this.handshake.presharedKey.some((b) => b !== 0)
   }
 
   /** Keeps a packet for when a session exists; returns false when the oldest had to go. */

@@ -6,19 +6,24 @@
  *                    ─> consumeInitiation ─> response, session in `next`, endpoint learnt
  *     2 response   ─> mac1 ─> (under load: mac2) ─> consumeResponse ─> session current, send staged
  *     3 cookie     ─> the peer's CookieGenerator keeps the cookie for the next initiation
- *     4 transport  ─> index ─> keypair ─> decrypt + authenticate ─> replay window ─> endpoint learnt
+ *     4 transport  ─> index ─> keypair ─> queued
+ *   queued transport messages, one AEAD call for all of them (a key per message) ─> then each in
+ *   order: authenticated? ─> replay window ─> endpoint learnt
  *                    ─> keepalive? done : inner source must be in the peer's AllowedIPs ─> TUN batch
  *
- * Handshake messages are rare and allowed to allocate; transport messages are decrypted into
- * the path's own buffer and written to the TUN with one writeBatch per UDP batch.
+ * The queue is opened before any handshake message of the batch is handled and whenever it is
+ * full, so every message still sees the sessions that the ones before it left, as if each were
+ * handled alone. Handshake messages are rare and allowed to allocate; transport messages are
+ * decrypted into the path's own buffer and written to the TUN with one writeBatch per queue.
  */
-import { AEAD_TAG_SIZE, MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_HEADER_SIZE, MESSAGE_TRANSPORT_TYPE } from './constants.js'
+import { AEAD_TAG_SIZE, KEY_SIZE, MESSAGE_COOKIE_REPLY_TYPE, MESSAGE_INITIATION_TYPE, MESSAGE_RESPONSE_TYPE, MESSAGE_TRANSPORT_HEADER_SIZE, MESSAGE_TRANSPORT_TYPE } from './constants.js'
 import type { DeviceContext } from './device-context.js'
-import { TRANSPORT_AUTH_FAILED, TRANSPORT_REPLAYED } from './keypair.js'
+import type { Keypair } from './keypair.js'
 import { messageType, readTransportReceiver } from './messages.js'
 import { ADDR_BYTES } from './native.js'
 import { beginSymmetricSession, consumeInitiation, consumeResponse, createResponse } from './noise.js'
 import type { Peer } from './peer.js'
+import { transportAead, type TransportAead } from './transport-aead.js'
 import { BATCH_SIZE } from './tuning.js'
 
 /** Address bytes and port of an address record: what a cookie is bound to. */
@@ -27,36 +32,54 @@ const SOURCE_BYTES = 18
 export class OutsidePath {
   private readonly slot: number
   private readonly out: Buffer
+  /** Packets ready for the TUN. */
   private readonly offsets = new Uint32Array(BATCH_SIZE)
   private readonly lengths = new Uint32Array(BATCH_SIZE)
+  /** Queued transport message q: where it is, its source record, session and peer. */
+  private readonly msgOffsets = new Uint32Array(BATCH_SIZE)
+  private readonly msgLengths = new Uint32Array(BATCH_SIZE)
+  private readonly msgSources = new Uint32Array(BATCH_SIZE)
+  private readonly msgKeypairs: (Keypair | null)[] = new Array<Keypair | null>(BATCH_SIZE).fill(null)
+  private readonly msgPeers: (Peer | null)[] = new Array<Peer | null>(BATCH_SIZE).fill(null)
+  /** Message q decrypts into slot q; results[q] is its plaintext length or -1. */
+  private readonly outOffsets = new Uint32Array(BATCH_SIZE)
+  private readonly results = new Int32Array(BATCH_SIZE)
+  /** The receive keys of the queued messages' sessions (zeroed once used) and which is whose. */
+  private readonly keys = Buffer.alloc(BATCH_SIZE * KEY_SIZE)
+  private readonly keyIndex = new Uint8Array(BATCH_SIZE)
+  private readonly keyed: Keypair[] = []
+  private readonly aead: TransportAead
 
   constructor(private readonly ctx: DeviceContext) {
     this.slot = Math.max(ctx.mtu, 1280) + 64
     this.out = Buffer.alloc(BATCH_SIZE * this.slot)
+    for (let q = 0; q < BATCH_SIZE; q++) this.outOffsets[q] = q * this.slot
+    this.aead = transportAead()
   }
 
   readonly onDatagrams = (buffer: Buffer, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, count: number): void => {
     const ctx = this.ctx
     const now = ctx.now()
-    let n = 0
+    let q = 0
     for (let i = 0; i < count; i++) {
       const off = offsets[i] as number
       const len = lengths[i] as number
       const type = messageType(buffer, off, len)
       if (type === MESSAGE_TRANSPORT_TYPE) {
-        if (this.transport(buffer, off, len, addrs, i, n, now)) n++
-        if (n === BATCH_SIZE) n = this.flush(n)
+        if (this.queue(buffer, off, len, i, q, now)) q++
+        if (q === BATCH_SIZE) q = this.openQueued(buffer, addrs, q, now)
       } else if (type === 0) {
         ctx.drops.malformed++
       } else {
+        q = this.openQueued(buffer, addrs, q, now)
         this.handshake(type, buffer, off, len, addrs, i, now)
       }
     }
-    this.flush(n)
+    this.openQueued(buffer, addrs, q, now)
   }
 
-  /** Decrypts one transport message into slot `n`; true when a packet is ready for the TUN. */
-  private transport(buffer: Buffer, off: number, len: number, addrs: Uint8Array, i: number, n: number, now: number): boolean {
+  /** Finds the session of one transport message and queues it as message `q`; false when dropped. */
+  private queue(buffer: Buffer, off: number, len: number, i: number, q: number, now: number): boolean {
     const ctx = this.ctx
     const entry = ctx.table.lookup(readTransportReceiver(buffer, off))
     const kp = entry?.keypair
@@ -72,39 +95,79 @@ export class OutsidePath {
       ctx.drops.malformed++
       return false
     }
-    const at = n * this.slot
-    const plain = kp.openTransport(buffer, off, len, this.out, at)
-    if (plain === TRANSPORT_AUTH_FAILED) {
-      ctx.drops.authFailed++
-      return false
+    let k = this.keyed.indexOf(kp)
+    if (k < 0) {
+      k = this.keyed.length
+      this.keyed.push(kp)
+      this.keys.set(kp.receiveKey, k * KEY_SIZE)
     }
-    if (plain === TRANSPORT_REPLAYED) {
-      ctx.drops.replayed++
-      return false
-    }
-    const peer = entry.peer
-    // Only authenticated packets may move the endpoint (roaming).
-    this.learnEndpoint(peer, addrs, i)
-    peer.rxBytes += len
-    if (peer.keypairs.receivedWith(kp)) {
-      // First packet on a session we answered: the handshake is confirmed from our side too.
-      peer.lastHandshakeWallMs = Date.now()
-      peer.timers.onHandshakeComplete()
-      ctx.sendStaged(peer, now, false)
-    }
-    if (kp.needsRekeyAfterReceive(now)) ctx.sendHandshakeInitiation(peer, now, false)
-    peer.timers.onAnyAuthenticatedPacketReceived()
-    peer.timers.onAnyAuthenticatedPacketTraversal(now)
-    if (plain === 0) return false // keepalive
-    peer.timers.onDataReceived(now)
-    const size = innerPacketLength(this.out, at, plain)
-    if (size === 0 || ctx.allowedIps.lookupSource(this.out, at, size) !== peer) {
-      ctx.drops.sourceNotAllowed++
-      return false
-    }
-    this.offsets[n] = at
-    this.lengths[n] = size
+    this.keyIndex[q] = k
+    this.msgOffsets[q] = off
+    this.msgLengths[q] = len
+    this.msgSources[q] = i
+    this.msgKeypairs[q] = kp
+    this.msgPeers[q] = entry.peer
     return true
+  }
+
+  /** Opens the `count` queued messages in one call, then handles each in order. Returns 0. */
+  private openQueued(buffer: Buffer, addrs: Uint8Array, count: number, now: number): number {
+    if (count === 0) return 0
+    const ctx = this.ctx
+    this.aead.open(this.keys, this.keyIndex, buffer, this.msgOffsets, this.msgLengths, count, this.out, this.outOffsets, this.results)
+    this.keys.fill(0, 0, this.keyed.length * KEY_SIZE)
+    this.keyed.length = 0
+    let n = 0
+    // Once a message promotes a session, the one it displaces is retired: later messages for it
+    // must find their index gone, as they would have, had each been handled alone.
+    let promoted = false
+    for (let q = 0; q < count; q++) {
+      const kp = this.msgKeypairs[q] as Keypair
+      const peer = this.msgPeers[q] as Peer
+      this.msgKeypairs[q] = null
+      this.msgPeers[q] = null
+      const off = this.msgOffsets[q] as number
+      if (promoted && ctx.table.lookup(readTransportReceiver(buffer, off))?.keypair !== kp) {
+        ctx.drops.unknownIndex++
+        continue
+      }
+      const plain = this.results[q] as number
+      if (plain < 0) {
+        ctx.drops.authFailed++
+        continue
+      }
+      // Only after authentication, so forged packets cannot move the window.
+      if (!kp.acceptCounter(buffer, off)) {
+        ctx.drops.replayed++
+        continue
+      }
+      // Only authenticated packets may move the endpoint (roaming).
+      this.learnEndpoint(peer, addrs, this.msgSources[q] as number)
+      peer.rxBytes += this.msgLengths[q] as number
+      if (peer.keypairs.receivedWith(kp)) {
+        promoted = true
+        // First packet on a session we answered: the handshake is confirmed from our side too.
+        peer.lastHandshakeWallMs = Date.now()
+        peer.timers.onHandshakeComplete()
+        ctx.sendStaged(peer, now, false)
+      }
+      if (kp.needsRekeyAfterReceive(now)) ctx.sendHandshakeInitiation(peer, now, false)
+      peer.timers.onAnyAuthenticatedPacketReceived()
+      peer.timers.onAnyAuthenticatedPacketTraversal(now)
+      if (plain === 0) continue // keepalive
+      peer.timers.onDataReceived(now)
+      const at = this.outOffsets[q] as number
+      const size = innerPacketLength(this.out, at, plain)
+      if (size === 0 || ctx.allowedIps.lookupSource(this.out, at, size) !== peer) {
+        ctx.drops.sourceNotAllowed++
+        continue
+      }
+      this.offsets[n] = at
+      this.lengths[n] = size
+      n++
+    }
+    this.flush(n)
+    return 0
   }
 
   private handshake(type: number, buffer: Buffer, off: number, len: number, addrs: Uint8Array, i: number, now: number): void {

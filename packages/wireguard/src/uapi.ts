@@ -23,8 +23,12 @@ export function uapiSocketPath(interfaceName: string, dir = UAPI_SOCKET_DIR): st
 
 function getReply(device: Device, privateKey: Uint8Array, listenPort: number): string {
   const lines = [`private_key=${keyToHex(privateKey)}`, `listen_port=${listenPort}`]
+  const presharedKeys = new Map(device.peerList().map((p) => [p.publicKeyBase64, p.handshake.presharedKey]))
   for (const p of device.peers()) {
     lines.push(`public_key=${keyToHex(Buffer.from(p.publicKey, 'base64'))}`)
+    // Sent always, all zeros for none, as wireguard-go does: without it `wg show` says "(none)"
+    // and `wg showconf` drops the key. The socket is root's only, like the private key above.
+    lines.push(`preshared_key=${keyToHex(presharedKeys.get(p.publicKey) ?? Buffer.alloc(32))}`)
     if (p.endpoint) lines.push(`endpoint=${p.endpoint}`)
     const ms = p.latestHandshake?.getTime() ?? 0
     lines.push(`last_handshake_time_sec=${Math.floor(ms / 1000)}`, `last_handshake_time_nsec=${(ms % 1000) * 1_000_000}`)
@@ -37,17 +41,22 @@ function getReply(device: Device, privateKey: Uint8Array, listenPort: number): s
 
 /** Applies a `set=1` body; throws on anything it cannot apply (the reply is then errno=22). */
 function applySet(device: Device, body: string[]): void {
-  let peer: { publicKey: string; remove: boolean; settings: { presharedKey?: string; endpoint?: string; allowedIps?: string[]; replaceAllowedIps: boolean; persistentKeepalive?: number } } | undefined
+  // presharedKey: undefined when not named (unchanged), null when set to all zeros (none).
+  let peer: { publicKey: string; remove: boolean; settings: { presharedKey?: string | null; endpoint?: string; allowedIps?: string[]; replaceAllowedIps: boolean; persistentKeepalive?: number } } | undefined
   const flush = (): void => {
     if (!peer) return
     if (peer.remove) device.removePeer(peer.publicKey)
     else {
       const existing = device.peers().find((p) => p.publicKey === peer?.publicKey)
       const allowed = peer.settings.replaceAllowedIps ? (peer.settings.allowedIps ?? []) : [...(existing?.allowedIps ?? []), ...(peer.settings.allowedIps ?? [])]
+      // setPeer takes the whole peer, where an absent key means none; in UAPI a key not named
+      // stays as it is (`wg set wg0 peer X endpoint ...` must not drop X's preshared key).
+      const kept = existing?.hasPresharedKey ? keyToBase64(device.peerList().find((p) => p.publicKeyBase64 === existing.publicKey)!.handshake.presharedKey) : undefined
+      const presharedKey = peer.settings.presharedKey === undefined ? kept : (peer.settings.presharedKey ?? undefined)
       const settings: DevicePeerSettings = {
         publicKey: peer.publicKey,
         allowedIps: allowed,
-        ...(peer.settings.presharedKey ? { presharedKey: peer.settings.presharedKey } : {}),
+        ...(presharedKey ? { presharedKey } : {}),
         ...(peer.settings.endpoint ? { endpoint: peer.settings.endpoint } : {}),
         persistentKeepalive: peer.settings.persistentKeepalive ?? existing?.persistentKeepalive ?? 0,
       }
@@ -78,7 +87,7 @@ function applySet(device: Device, body: string[]): void {
       default: {
         if (!peer) throw new Error(`"${key}" outside a peer`)
         if (key === 'remove') peer.remove = value === 'true'
-        else if (key === 'preshared_key') peer.settings.presharedKey = /^0+$/.test(value) ? undefined : keyToBase64(keyFromHex(value))
+        else if (key === 'preshared_key') peer.settings.presharedKey = /^0+$/.test(value) ? null : keyToBase64(keyFromHex(value))
         else if (key === 'endpoint') peer.settings.endpoint = value
         else if (key === 'persistent_keepalive_interval') peer.settings.persistentKeepalive = Number(value)
         else if (key === 'replace_allowed_ips') peer.settings.replaceAllowedIps = value === 'true'

@@ -6,6 +6,7 @@
 import { keyFromBase64 } from './crypto.js'
 import { WireguardStateError, type InterfaceSettings, type PeerSettings, type PeerStatus, type WireguardBackend } from './backend.js'
 import { Device, type DeviceOptions } from './device.js'
+import { DataPlaneIoError } from './native.js'
 import { TunDevice } from './tun.js'
 import { UdpSocket } from './udp.js'
 import { UapiServer } from './uapi.js'
@@ -15,6 +16,17 @@ export interface UserspaceBackendOptions extends DeviceOptions {
   readonly uapi?: boolean | undefined
   /** Local address to bind the UDP socket to (default `::`, falling back to `0.0.0.0`). */
   readonly bindAddress?: string | undefined
+  /**
+   * UDP GSO on send and GRO on receive, where the kernel has them (default true): a train of
+   * equal-sized messages to one peer leaves in one send and arrives in one receive. Peers see
+   * ordinary datagrams either way.
+   */
+  readonly udpOffloads?: boolean | undefined
+  /**
+   * TUN TSO offloads where the kernel has them (default true): local TCP hands over 64 KiB
+   * super-packets, split into MTU-sized packets before sealing (TunOpenOptions.offloads).
+   */
+  readonly tunOffloads?: boolean | undefined
 }
 
 export class UserspaceBackend implements WireguardBackend {
@@ -38,7 +50,7 @@ export class UserspaceBackend implements WireguardBackend {
   async up(settings: InterfaceSettings): Promise<void> {
     if (this.device) throw new WireguardStateError(`interface ${settings.interfaceName} is already up`)
     const privateKey = keyFromBase64(settings.privateKey)
-    const tun = TunDevice.open({ name: settings.interfaceName, mtu: settings.mtu })
+    const tun = this.openTun(settings)
     try {
       await tun.configure({ addresses: settings.addresses, mtu: settings.mtu, up: true })
       const udp = this.bind(settings.listenPort)
@@ -59,13 +71,28 @@ export class UserspaceBackend implements WireguardBackend {
     }
   }
 
+  private openTun(settings: InterfaceSettings): TunDevice {
+    const opts = { name: settings.interfaceName, mtu: settings.mtu }
+    if (this.options.tunOffloads ?? true) {
+      try {
+        return TunDevice.open({ ...opts, offloads: true })
+      } catch (err) {
+        // A kernel or addon without TUN offloads still runs the interface, one packet per read.
+        if (!(err instanceof DataPlaneIoError) || err.sysCode === 'EPERM' || err.sysCode === 'EACCES') throw err
+      }
+    }
+    return TunDevice.open(opts)
+  }
+
   private bind(port: number): UdpSocket {
-    if (this.options.bindAddress) return UdpSocket.bind({ address: this.options.bindAddress, port })
+    const offloads = this.options.udpOffloads ?? true
+    const opts = { port, gso: offloads, gro: offloads }
+    if (this.options.bindAddress) return UdpSocket.bind({ ...opts, address: this.options.bindAddress })
     try {
-      return UdpSocket.bind({ address: '::', port })
+      return UdpSocket.bind({ ...opts, address: '::' })
     } catch {
       // A namespace without IPv6 cannot bind `::`.
-      return UdpSocket.bind({ address: '0.0.0.0', port })
+      return UdpSocket.bind({ ...opts, address: '0.0.0.0' })
     }
   }
 

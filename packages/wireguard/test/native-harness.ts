@@ -82,8 +82,9 @@ export class Namespaces {
 export class Processes {
   readonly #children = new Set<ChildProcess>()
 
-  spawn(cmd: string, args: readonly string[]): ChildProcess & { output: () => string; exited: Promise<number | null> } {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  /** `stdin: true` gives the child a pipe to talk to (test scripts driven line by line). */
+  spawn(cmd: string, args: readonly string[], opts: { stdin?: boolean } = {}): ChildProcess & { output: () => string; exited: Promise<number | null> } {
+    const child = spawn(cmd, args, { stdio: [opts.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'] })
     let out = ''
     child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
     child.stderr?.on('data', (d: Buffer) => (out += d.toString()))

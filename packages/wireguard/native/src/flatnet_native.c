@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <linux/errqueue.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
@@ -36,7 +37,29 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+/*
+ * ChaCha20-Poly1305 comes from the OpenSSL inside Node: its headers ship with Node's (include/node/
+ * openssl, found first on node-gyp's include path), and the node binary exports the symbols, so
+ * nothing is linked. Both are only assumed where they exist: without the headers the AEAD calls
+ * are left out, and the symbols are weak, so a Node without OpenSSL loads the addon and the
+ * TypeScript side falls back to node:crypto.
+ */
+#if defined(__has_include)
+#if __has_include(<openssl/evp.h>)
+#define HAVE_NODE_OPENSSL 1
+#include <openssl/evp.h>
+#pragma weak EVP_CIPHER_CTX_new
+#pragma weak EVP_CIPHER_CTX_free
+#pragma weak EVP_CIPHER_CTX_ctrl
+#pragma weak EVP_CipherInit_ex
+#pragma weak EVP_CipherUpdate
+#pragma weak EVP_CipherFinal_ex
+#pragma weak EVP_chacha20_poly1305
+#endif
+#endif
 
 #ifndef SOL_UDP
 #define SOL_UDP 17
@@ -69,6 +92,9 @@
 #define HANDLE_MAGIC 0x666e6574u
 /* Consecutive error wakeups that clear nothing before a socket's reader gives up. */
 #define MAX_FRUITLESS_ERROR_WAKEUPS 1000
+#define VNET_HDR_LEN 10
+/* One TUN read with offloads: the virtio_net_hdr, then up to a 64 KiB TSO super-packet. */
+#define TSO_BUF_SIZE (VNET_HDR_LEN + 65535 + 1)
 
 enum { KIND_TUN = 1, KIND_UDP = 2 };
 
@@ -76,6 +102,7 @@ typedef struct {
   double rx_packets, rx_bytes, rx_batches, rx_errors, rx_truncated;
   double tx_packets, tx_bytes, tx_errors, tx_would_block, tx_gso_sends;
   double icmp_errors, socket_errors, poll_restarts;
+  double rx_tso_packets;
   int last_rx_errno, last_tx_errno, last_icmp_errno;
 } stats_t;
 
@@ -85,6 +112,14 @@ typedef struct handle {
   int fd;
   int family; /* UDP: AF_INET or AF_INET6 */
   int vnet_hdr;
+  /*
+   * TUN offloads handled here (tunEnableOffloads): reads split TSO super-packets and complete
+   * partial checksums, so readers see plain packets; writes get a zero virtio_net_hdr.
+   */
+  int offload;
+  uint8_t* tso_buf;
+  uint32_t tso_len;  /* bytes of the super-packet still being split (header included), 0: none */
+  uint32_t tso_next; /* its next segment */
   napi_env env;
 
   uv_poll_t poll;
@@ -266,6 +301,8 @@ static void free_scratch(handle_t* h) {
   free(h->sctl);
   free(h->sfirst);
   free(h->scount);
+  free(h->tso_buf);
+  h->tso_buf = NULL;
 }
 
 static void maybe_free(handle_t* h) {
@@ -530,7 +567,210 @@ static int restart_poll(handle_t* h) {
   return r;
 }
 
+/* ---------- TUN offloads: checksums and TSO splitting ---------- */
+
+/* The Internet checksum, summed in host byte order (RFC 1071 §2(B)); fold and complement it last. */
+static uint64_t csum_add(uint64_t sum, const uint8_t* p, size_t len) {
+  while (len >= 4) {
+    uint32_t w;
+    memcpy(&w, p, 4);
+    sum += w;
+    p += 4;
+    len -= 4;
+  }
+  if (len >= 2) {
+    uint16_t w;
+    memcpy(&w, p, 2);
+    sum += w;
+    p += 2;
+    len -= 2;
+  }
+  if (len) {
+    uint16_t w = 0;
+    memcpy(&w, p, 1);
+    sum += w;
+  }
+  return sum;
+}
+
+static uint16_t csum_fold(uint64_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return (uint16_t)sum;
+}
+
+static void put_be16(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t* p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/*
+ * Checks that the super-packet at h->tso_buf (r bytes with its header) is one this code splits:
+ * TCP over IPv4 (any options) or IPv6 without extension headers, the TCP header where the header
+ * says, and every segment fitting a reader slot. Anything else is dropped (counted): only TSO4/6
+ * were offered, so nothing else is expected.
+ */
+static int tso_valid(handle_t* h, const struct virtio_net_hdr* vh, uint32_t r) {
+  const uint8_t* pkt = h->tso_buf + VNET_HDR_LEN;
+  uint32_t len = r - VNET_HDR_LEN;
+  uint32_t th = vh->csum_start;
+  int type = vh->gso_type & ~VIRTIO_NET_HDR_GSO_ECN;
+  if (len < 40 || !(vh->flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) || vh->gso_size == 0) return 0;
+  if (type == VIRTIO_NET_HDR_GSO_TCPV4) {
+    if (pkt[0] >> 4 != 4 || pkt[9] != IPPROTO_TCP || th != (uint32_t)(pkt[0] & 15) * 4 || th < 20) return 0;
+  } else if (type == VIRTIO_NET_HDR_GSO_TCPV6) {
+    if (pkt[0] >> 4 != 6 || pkt[6] != IPPROTO_TCP || th != 40) return 0;
+  } else {
+    return 0;
+  }
+  if (th + 20 > len) return 0;
+  uint32_t hl = th + (uint32_t)(pkt[th + 12] >> 4) * 4;
+  if (hl < th + 20 || hl >= len || hl + vh->gso_size > h->slot) return 0;
+  return 1;
+}
+
+/*
+ * Cuts the pending super-packet into MSS-sized TCP segments, each a complete packet in the
+ * reader's slots from `n` on, as the kernel's own TSO would have put them on the wire: IPv4 ids
+ * counting up, sequence numbers advancing, FIN and PSH only on the last segment, CWR only on the
+ * first, and full checksums. Stops when the slots run out; returns the new count.
+ */
+static uint32_t tso_emit(handle_t* h, uint32_t n) {
+  struct virtio_net_hdr vh;
+  memcpy(&vh, h->tso_buf, sizeof vh);
+  const uint8_t* pkt = h->tso_buf + VNET_HDR_LEN;
+  uint32_t len = h->tso_len - VNET_HDR_LEN;
+  uint32_t th = vh.csum_start;
+  uint32_t hl = th + (uint32_t)(pkt[th + 12] >> 4) * 4;
+  uint32_t mss = vh.gso_size;
+  uint32_t payload = len - hl;
+  uint32_t segs = (payload + mss - 1) / mss;
+  int v4 = pkt[0] >> 4 == 4;
+  uint32_t id0 = v4 ? ((uint32_t)pkt[4] << 8) | pkt[5] : 0;
+  uint32_t seq0 = get_be32(pkt + th + 4);
+  uint32_t i = h->tso_next;
+  for (; i < segs && n < h->batch; i++, n++) {
+    uint32_t chunk = payload - i * mss < mss ? payload - i * mss : mss;
+    uint32_t total = hl + chunk;
+    uint8_t* out = h->buf + (size_t)n * h->slot;
+    memcpy(out, pkt, hl);
+    memcpy(out + hl, pkt + hl + (size_t)i * mss, chunk);
+    uint64_t sum;
+    if (v4) {
+      put_be16(out + 2, total);
+      put_be16(out + 4, id0 + i);
+      out[10] = out[11] = 0;
+      uint16_t c = (uint16_t)~csum_fold(csum_add(0, out, th));
+      memcpy(out + 10, &c, 2);
+      sum = csum_add(0, out + 12, 8);
+    } else {
+      put_be16(out + 4, total - 40);
+      sum = csum_add(0, out + 8, 32);
+    }
+    uint8_t* tcp = out + th;
+    uint32_t seq = seq0 + i * mss;
+    tcp[4] = (uint8_t)(seq >> 24);
+    tcp[5] = (uint8_t)(seq >> 16);
+    tcp[6] = (uint8_t)(seq >> 8);
+    tcp[7] = (uint8_t)seq;
+    if (i + 1 < segs) tcp[13] &= (uint8_t)~0x09; /* FIN, PSH */
+    if (i > 0) tcp[13] &= (uint8_t)~0x80;        /* CWR */
+    tcp[16] = tcp[17] = 0;
+    sum += htons(IPPROTO_TCP) + htons((uint16_t)(total - th));
+    uint16_t c = (uint16_t)~csum_fold(csum_add(sum, tcp, total - th));
+    memcpy(tcp + 16, &c, 2);
+    h->lens[n] = total;
+    if (h->offs) h->offs[n] = n * h->slot;
+    h->st.rx_bytes += total;
+  }
+  h->tso_next = i;
+  if (i == segs) h->tso_len = 0;
+  return n;
+}
+
+/* One read of an offloading TUN (r bytes, header included) into the slots from `n`; returns the new count. */
+static uint32_t offload_packet(handle_t* h, uint32_t r, uint32_t n) {
+  struct virtio_net_hdr vh;
+  if (r < VNET_HDR_LEN) return n;
+  memcpy(&vh, h->tso_buf, sizeof vh);
+  uint8_t* pkt = h->tso_buf + VNET_HDR_LEN;
+  uint32_t len = r - VNET_HDR_LEN;
+  if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
+    if (!tso_valid(h, &vh, r)) {
+      h->st.rx_errors++;
+      h->st.last_rx_errno = EPROTO;
+      return n;
+    }
+    h->st.rx_tso_packets++;
+    h->tso_len = r;
+    h->tso_next = 0;
+    return tso_emit(h, n);
+  }
+  if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+    /* The checksum field holds the pseudo-header sum; the rest is ours to add (skb_checksum_help). */
+    uint32_t start = vh.csum_start, at = (uint32_t)vh.csum_start + vh.csum_offset;
+    if (start > len || at + 2 > len) {
+      h->st.rx_errors++;
+      h->st.last_rx_errno = EPROTO;
+      return n;
+    }
+    uint16_t c = (uint16_t)~csum_fold(csum_add(0, pkt + start, len - start));
+    if (c == 0) c = 0xffff;
+    memcpy(pkt + at, &c, 2);
+  }
+  if (len > h->slot) {
+    h->st.rx_truncated++;
+    return n;
+  }
+  memcpy(h->buf + (size_t)n * h->slot, pkt, len);
+  h->lens[n] = len;
+  if (h->offs) h->offs[n] = n * h->slot;
+  h->st.rx_bytes += len;
+  return n + 1;
+}
+
+static void drain_tun_offload(handle_t* h) {
+  uint32_t gen = h->gen;
+  for (;;) {
+    uint32_t n = 0;
+    int err = 0;
+    while (n < h->batch) {
+      if (h->tso_len) {
+        n = tso_emit(h, n);
+        continue;
+      }
+      ssize_t r = read(h->fd, h->tso_buf, TSO_BUF_SIZE);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+        break;
+      }
+      n = offload_packet(h, (uint32_t)r, n);
+    }
+    if (n > 0) {
+      h->st.rx_packets += n;
+      h->st.rx_batches++;
+      call_js(h, (int32_t)n);
+    }
+    if (err && h->reading && h->gen == gen) {
+      h->st.rx_errors++;
+      h->st.last_rx_errno = err;
+      if (err == EBADFD || err == EIO || err == EBADF) report_and_stop(h, err);
+      return;
+    }
+    /* Segments left over wait for no readiness event: deliver them now. */
+    if (!h->tso_len || !h->reading || h->gen != gen) return;
+  }
+}
+
 static void drain_tun(handle_t* h) {
+  if (h->offload) {
+    drain_tun_offload(h);
+    return;
+  }
   uint32_t gen = h->gen;
   uint32_t n = 0;
   int err = 0;
@@ -837,6 +1077,7 @@ static napi_value stats_fn(napi_env env, napi_callback_info info) {
   set_num(env, o, "icmpErrors", s->icmp_errors);
   set_num(env, o, "socketErrors", s->socket_errors);
   set_num(env, o, "pollRestarts", s->poll_restarts);
+  set_num(env, o, "rxTsoPackets", s->rx_tso_packets);
   set_num(env, o, "lastRxErrno", s->last_rx_errno);
   set_num(env, o, "lastTxErrno", s->last_tx_errno);
   set_num(env, o, "lastIcmpErrno", s->last_icmp_errno);
@@ -1006,10 +1247,37 @@ static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/*
+ * tunEnableOffloads(handle): TSO and checksum offload for a device opened with vnetHdr, with the
+ * virtio_net_hdr handled here: the kernel may then hand over TCP super-packets of up to 64 KiB
+ * (one read instead of dozens), which readers still see as MTU-sized packets with full
+ * checksums; writes go out with a zero header (a plain packet, checksums verified as usual).
+ */
+static napi_value tun_enable_offloads(napi_env env, napi_callback_info info) {
+  napi_value argv[1];
+  if (!get_args(env, info, 1, argv)) return throw_last(env);
+  handle_t* h = get_handle(env, argv[0]);
+  if (!h || h->kind != KIND_TUN) return throw_arg(env, "not a TUN handle");
+  if (h->closed) return throw_sys(env, EBADF, "ioctl(TUNSETOFFLOAD)", "the device is closed");
+  if (!h->vnet_hdr) return throw_arg(env, "offloads need a device opened with vnetHdr");
+  if (h->reading) return throw_sys(env, EBUSY, "ioctl(TUNSETOFFLOAD)", "enable offloads before reading");
+  if (!h->tso_buf && !(h->tso_buf = malloc(TSO_BUF_SIZE))) return throw_sys(env, ENOMEM, "malloc", "out of memory");
+  unsigned long flags = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+  if (ioctl(h->fd, TUNSETOFFLOAD, flags) < 0) {
+    int e = errno;
+    return throw_sys(env, e, "ioctl(TUNSETOFFLOAD)", "the kernel refused TSO offloads: %s", strerror(e));
+  }
+  h->offload = 1;
+  h->tso_len = 0;
+  return NULL;
+}
+
 /* Returns 1 when written, 0 when the device would block, -errno (counted) otherwise. */
 static int tun_write_one(handle_t* h, const uint8_t* p, size_t len) {
+  static const uint8_t zero_hdr[VNET_HDR_LEN];
+  struct iovec iov[2] = {{(void*)zero_hdr, VNET_HDR_LEN}, {(void*)p, len}};
   for (;;) {
-    ssize_t r = write(h->fd, p, len);
+    ssize_t r = h->offload ? writev(h->fd, iov, 2) : write(h->fd, p, len);
     if (r >= 0) {
       h->st.tx_packets++;
       h->st.tx_bytes += (double)len;
@@ -1443,6 +1711,186 @@ static napi_value udp_info(napi_env env, napi_callback_info info) {
   return o;
 }
 
+/* ---------- WireGuard transport AEAD ---------- */
+
+#ifdef HAVE_NODE_OPENSSL
+
+#define WG_HEADER 16
+#define WG_TAG 16
+#define WG_KEY 32
+#define WG_TRANSPORT_TYPE 4
+
+/*
+ * One cipher context per thread (each Node env runs on its own thread), set up once: creating
+ * and initialising a context is most of what a per-packet node:crypto call costs. Freed with the
+ * env that made it.
+ */
+static __thread EVP_CIPHER_CTX* aead_ctx;
+
+static void free_aead_ctx(void* arg) {
+  (void)arg;
+  EVP_CIPHER_CTX_free(aead_ctx);
+  aead_ctx = NULL;
+}
+
+static int have_openssl(void) {
+  return &EVP_CIPHER_CTX_new != NULL && &EVP_CIPHER_CTX_free != NULL && &EVP_CIPHER_CTX_ctrl != NULL &&
+         &EVP_CipherInit_ex != NULL && &EVP_CipherUpdate != NULL && &EVP_CipherFinal_ex != NULL &&
+         &EVP_chacha20_poly1305 != NULL;
+}
+
+static EVP_CIPHER_CTX* get_aead_ctx(napi_env env) {
+  if (aead_ctx) return aead_ctx;
+  EVP_CIPHER_CTX* c = EVP_CIPHER_CTX_new();
+  if (!c) return NULL;
+  if (EVP_CipherInit_ex(c, EVP_chacha20_poly1305(), NULL, NULL, NULL, 1) != 1) {
+    EVP_CIPHER_CTX_free(c);
+    return NULL;
+  }
+  aead_ctx = c;
+  napi_add_env_cleanup_hook(env, free_aead_ctx, NULL);
+  return c;
+}
+
+static void put_le32(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+/* The RFC 8439 nonce WireGuard uses: 4 zero bytes, then the 64-bit counter little-endian. */
+static void counter_nonce(uint8_t nonce[12], const uint8_t counter_le[8]) {
+  memset(nonce, 0, 4);
+  memcpy(nonce + 4, counter_le, 8);
+}
+
+/*
+ * sealBatch(key, counterLo, counterHi, receiver, buffer, offsets, lengths, count) -> sealed.
+ * Message i is built in place at buffer[offsets[i]]: its lengths[i] plaintext bytes (padding
+ * included) already sit after a 16-byte gap for the header, and 16 bytes after them are free for
+ * the tag. Counters run from counterLo/counterHi upwards, one per message in order; the caller
+ * has reserved them (the limit REJECT_AFTER_MESSAGES is its to enforce). Returns the number
+ * sealed: count, or fewer if OpenSSL fails (never seen; the rest are left unsent).
+ */
+static napi_value seal_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[8];
+  if (!get_args(env, info, 8, argv)) return throw_last(env);
+  void *key, *buf, *offs, *lens;
+  size_t key_len, buf_len, offs_n, lens_n;
+  uint32_t lo, hi, receiver, count;
+  if (!get_typed(env, argv[0], napi_uint8_array, &key, &key_len) || key_len != WG_KEY) return throw_arg(env, "key must be 32 bytes");
+  if (!get_u32(env, argv[1], &lo) || !get_u32(env, argv[2], &hi)) return throw_arg(env, "counterLo/counterHi must be unsigned 32-bit integers");
+  if (!get_u32(env, argv[3], &receiver)) return throw_arg(env, "receiver must be an unsigned 32-bit integer");
+  if (!get_typed(env, argv[4], napi_uint8_array, &buf, &buf_len)) return throw_arg(env, "buffer must be a Buffer or Uint8Array");
+  if (!get_typed(env, argv[5], napi_uint32_array, &offs, &offs_n)) return throw_arg(env, "offsets must be a Uint32Array");
+  if (!get_typed(env, argv[6], napi_uint32_array, &lens, &lens_n)) return throw_arg(env, "lengths must be a Uint32Array");
+  if (!get_u32(env, argv[7], &count) || count > offs_n || count > lens_n) return throw_arg(env, "count exceeds offsets/lengths");
+  const uint32_t* o = offs;
+  const uint32_t* l = lens;
+  for (uint32_t i = 0; i < count; i++)
+    if ((uint64_t)o[i] + WG_HEADER + l[i] + WG_TAG > buf_len || l[i] > 65535)
+      return throw_arg(env, "a message does not fit the buffer (header + length + tag)");
+  EVP_CIPHER_CTX* c = get_aead_ctx(env);
+  if (!c) return throw_sys(env, ENOMEM, "EVP_CIPHER_CTX_new", "cannot set up ChaCha20-Poly1305");
+  if (EVP_CipherInit_ex(c, NULL, NULL, key, NULL, 1) != 1) return num(env, 0);
+  uint32_t i = 0;
+  for (; i < count; i++) {
+    uint8_t* m = (uint8_t*)buf + o[i];
+    uint8_t nonce[12];
+    m[0] = WG_TRANSPORT_TYPE;
+    m[1] = m[2] = m[3] = 0;
+    put_le32(m + 4, receiver);
+    put_le32(m + 8, lo);
+    put_le32(m + 12, hi);
+    counter_nonce(nonce, m + 8);
+    uint8_t* body = m + WG_HEADER;
+    int outl = 0, fin = 0;
+    if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, 1) != 1) break;
+    if (l[i] > 0 && EVP_CipherUpdate(c, body, &outl, body, (int)l[i]) != 1) break;
+    if (EVP_CipherFinal_ex(c, body + outl, &fin) != 1) break;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, WG_TAG, body + l[i]) != 1) break;
+    if (++lo == 0) hi++;
+  }
+  return num(env, i);
+}
+
+/*
+ * openBatch(keys, keyIndex, buffer, offsets, lengths, count, out, outOffsets, results)
+ *   -> messages that authenticated.
+ * Message i is the whole transport message buffer[offsets[i], offsets[i] + lengths[i]); it is
+ * opened with key keyIndex[i] of `keys` (32 bytes each; keyIndex null: key 0 for all) and the
+ * counter in its header. results[i] is the plaintext length, written to out[outOffsets[i]], or
+ * -1 when it does not authenticate (or is shorter than header + tag); then those bytes of `out`
+ * are zeroed, so no unauthenticated plaintext is left behind. Replay is not checked here: that is
+ * the caller's, after authentication.
+ */
+static napi_value open_batch(napi_env env, napi_callback_info info) {
+  napi_value argv[9];
+  if (!get_args(env, info, 9, argv)) return throw_last(env);
+  void *keys, *kidx = NULL, *buf, *offs, *lens, *out, *oofs, *res;
+  size_t keys_len, kidx_n = 0, buf_len, offs_n, lens_n, out_len, oofs_n, res_n;
+  uint32_t count;
+  if (!get_typed(env, argv[0], napi_uint8_array, &keys, &keys_len) || keys_len < WG_KEY || keys_len % WG_KEY != 0)
+    return throw_arg(env, "keys must hold one or more 32-byte keys");
+  if (!is_nullish(env, argv[1]) && !get_typed(env, argv[1], napi_uint8_array, &kidx, &kidx_n))
+    return throw_arg(env, "keyIndex must be a Uint8Array or null");
+  if (!get_typed(env, argv[2], napi_uint8_array, &buf, &buf_len)) return throw_arg(env, "buffer must be a Buffer or Uint8Array");
+  if (!get_typed(env, argv[3], napi_uint32_array, &offs, &offs_n)) return throw_arg(env, "offsets must be a Uint32Array");
+  if (!get_typed(env, argv[4], napi_uint32_array, &lens, &lens_n)) return throw_arg(env, "lengths must be a Uint32Array");
+  if (!get_u32(env, argv[5], &count) || count > offs_n || count > lens_n) return throw_arg(env, "count exceeds offsets/lengths");
+  if (!get_typed(env, argv[6], napi_uint8_array, &out, &out_len)) return throw_arg(env, "out must be a Buffer or Uint8Array");
+  if (!get_typed(env, argv[7], napi_uint32_array, &oofs, &oofs_n) || count > oofs_n) return throw_arg(env, "outOffsets must be a Uint32Array of count entries");
+  if (!get_typed(env, argv[8], napi_int32_array, &res, &res_n) || count > res_n) return throw_arg(env, "results must be an Int32Array of count entries");
+  if (kidx && count > kidx_n) return throw_arg(env, "keyIndex must hold count entries");
+  const uint32_t* o = offs;
+  const uint32_t* l = lens;
+  const uint32_t* oo = oofs;
+  const uint8_t* ki = kidx;
+  size_t nkeys = keys_len / WG_KEY;
+  for (uint32_t i = 0; i < count; i++) {
+    if (!check_range(buf_len, o[i], l[i]) || l[i] > 65535) return throw_arg(env, "an offset/length pair is out of the buffer's range");
+    if (l[i] >= WG_HEADER + WG_TAG && (uint64_t)oo[i] + (l[i] - WG_HEADER - WG_TAG) > out_len)
+      return throw_arg(env, "a plaintext does not fit out at its outOffset");
+    if (ki && ki[i] >= nkeys) return throw_arg(env, "a keyIndex entry is past the last key");
+  }
+  EVP_CIPHER_CTX* c = get_aead_ctx(env);
+  if (!c) return throw_sys(env, ENOMEM, "EVP_CIPHER_CTX_new", "cannot set up ChaCha20-Poly1305");
+  int32_t* r = res;
+  uint32_t ok = 0;
+  int keyed = -1;
+  for (uint32_t i = 0; i < count; i++) {
+    r[i] = -1;
+    if (l[i] < WG_HEADER + WG_TAG) continue;
+    const uint8_t* m = (const uint8_t*)buf + o[i];
+    int k = ki ? ki[i] : 0;
+    int plain = (int)(l[i] - WG_HEADER - WG_TAG);
+    uint8_t* dst = (uint8_t*)out + oo[i];
+    uint8_t nonce[12], tag[WG_TAG];
+    counter_nonce(nonce, m + 8);
+    /* the tag is copied first: the plaintext may overwrite the message (in place) */
+    memcpy(tag, m + WG_HEADER + plain, WG_TAG);
+    int outl = 0, fin = 0;
+    if (EVP_CipherInit_ex(c, NULL, NULL, k == keyed ? NULL : (const uint8_t*)keys + (size_t)k * WG_KEY, nonce, 0) != 1) {
+      keyed = -1;
+      continue;
+    }
+    keyed = k;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, WG_TAG, tag) != 1) continue;
+    int good = plain == 0 || EVP_CipherUpdate(c, dst, &outl, m + WG_HEADER, plain) == 1;
+    good = good && EVP_CipherFinal_ex(c, dst + outl, &fin) == 1;
+    if (!good) {
+      memset(dst, 0, (size_t)plain);
+      continue;
+    }
+    r[i] = plain;
+    ok++;
+  }
+  return num(env, ok);
+}
+
+#endif /* HAVE_NODE_OPENSSL */
+
 /* ---------- module ---------- */
 
 static void export_fn(napi_env env, napi_value exports, const char* name, napi_callback cb) {
@@ -1454,6 +1902,7 @@ static void export_fn(napi_env env, napi_value exports, const char* name, napi_c
 NAPI_MODULE_INIT() {
   export_fn(env, exports, "tunOpen", tun_open);
   export_fn(env, exports, "tunSetOffload", tun_set_offload);
+  export_fn(env, exports, "tunEnableOffloads", tun_enable_offloads);
   export_fn(env, exports, "tunWrite", tun_write);
   export_fn(env, exports, "tunWriteBatch", tun_write_batch);
   export_fn(env, exports, "linkSet", link_set);
@@ -1467,6 +1916,12 @@ NAPI_MODULE_INIT() {
   export_fn(env, exports, "close", close_fn);
   export_fn(env, exports, "fd", get_fd);
   export_fn(env, exports, "stats", stats_fn);
+#ifdef HAVE_NODE_OPENSSL
+  if (have_openssl()) {
+    export_fn(env, exports, "sealBatch", seal_batch);
+    export_fn(env, exports, "openBatch", open_batch);
+  }
+#endif
   napi_value constants;
   napi_create_object(env, &constants);
   set_num(env, constants, "ADDR_BYTES", ADDR_BYTES);
