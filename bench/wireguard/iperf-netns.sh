@@ -83,7 +83,9 @@ for _ in $(seq 100); do
   ip -n "$ns_a" link show fn-wg-a 2>/dev/null | grep -q UP && ip -n "$ns_b" link show fn-wg-b 2>/dev/null | grep -q UP && break
   sleep 0.1
 done
-if ! ip netns exec "$ns_a" ping -c 1 -W 5 10.99.0.2 >/dev/null; then
+# Long enough for one handshake retry (REKEY_TIMEOUT, 5 s): the first initiation can reach a side
+# whose UDP socket is not bound yet.
+if ! ip netns exec "$ns_a" ping -c 1 -W 12 10.99.0.2 >/dev/null; then
   echo "the tunnel does not answer ping; logs:" >&2
   tail -n 20 "$work"/*.log >&2
   exit 1
@@ -91,7 +93,7 @@ fi
 
 ip netns exec "$ns_b" iperf3 -s -1 -B 10.99.0.2 >"$work/iperf-server.log" 2>&1 &
 pids+=($!)
-sleep 0.5
+for _ in $(seq 50); do ip netns exec "$ns_b" ss -ltn | grep -q ':5201 ' && break; sleep 0.1; done
 echo "== $side_a -> $side_b, load: $(uptime | sed 's/.*load average: //')"
 ip netns exec "$ns_a" iperf3 -c 10.99.0.2 -t "$seconds" -f g "$@" | grep -E 'sender|receiver'
 echo "== load after: $(uptime | sed 's/.*load average: //')"

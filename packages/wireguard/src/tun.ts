@@ -27,8 +27,10 @@ export interface TunOpenOptions {
    * TSO and checksum offload, with the virtio_net_hdr kept out of sight: the kernel hands over TCP
    * super-packets of up to 64 KiB, which the addon splits into MTU-sized packets (full
    * checksums) before the handler sees them, so reads cost one syscall per super-packet, not per
-   * packet. Packets look as without offloads on both reads and writes. Not with `vnetHdr`; the
-   * open fails (DataPlaneIoError) where the kernel or the addon cannot do it.
+   * packet; writeBatch coalesces runs of segments of one TCP flow into one GSO write, so the
+   * kernel runs TCP once per run. Packets look as without offloads on both reads and writes.
+   * Not with `vnetHdr`; the open fails (DataPlaneIoError) where the kernel or the addon cannot
+   * do it.
    */
   readonly offloads?: boolean | undefined
   /** Packets drained per wakeup and per handler call (default 64). */

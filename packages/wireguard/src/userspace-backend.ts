@@ -23,8 +23,9 @@ export interface UserspaceBackendOptions extends DeviceOptions {
    */
   readonly udpOffloads?: boolean | undefined
   /**
-   * TUN TSO offloads where the kernel has them (default true): local TCP hands over 64 KiB
-   * super-packets, split into MTU-sized packets before sealing (TunOpenOptions.offloads).
+   * TUN offloads where the kernel has them (default true): local TCP hands over 64 KiB
+   * super-packets, split into MTU-sized packets before sealing, and received TCP segments are
+   * written back to the TUN as super-packets (TunOpenOptions.offloads).
    */
   readonly tunOffloads?: boolean | undefined
 }

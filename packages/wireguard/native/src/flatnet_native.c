@@ -120,6 +120,7 @@ typedef struct handle {
   uint8_t* tso_buf;
   uint32_t tso_len;  /* bytes of the super-packet still being split (header included), 0: none */
   uint32_t tso_next; /* its next segment */
+  int no_coalesce;   /* a coalesced write failed: write packets one by one */
   napi_env env;
 
   uv_poll_t poll;
@@ -648,6 +649,13 @@ static uint32_t tso_emit(handle_t* h, uint32_t n) {
   uint32_t mss = vh.gso_size;
   uint32_t payload = len - hl;
   uint32_t segs = (payload + mss - 1) / mss;
+  if (hl + mss > h->slot) {
+    /* left over from a reader with bigger slots */
+    h->tso_len = 0;
+    h->st.rx_errors++;
+    h->st.last_rx_errno = EMSGSIZE;
+    return n;
+  }
   int v4 = pkt[0] >> 4 == 4;
   uint32_t id0 = v4 ? ((uint32_t)pkt[4] << 8) | pkt[5] : 0;
   uint32_t seq0 = get_be32(pkt + th + 4);
@@ -1314,6 +1322,156 @@ static napi_value tun_write(napi_env env, napi_callback_info info) {
   return num(env, tun_write_one(h, (uint8_t*)buf + off, len));
 }
 
+/*
+ * Writing with offloads: runs of TCP segments of one flow that follow each other in a batch are
+ * written as one GSO super-packet, so the kernel runs its TCP receive path once per run rather
+ * than once per segment (what GRO does for a NIC). The rules are the kernel's GRO rules: same
+ * addresses, ports, IP fields, TCP header but for the sequence number, ACK only (PSH allowed on
+ * the last), consecutive sequence numbers, equal payloads with at most a shorter last one. A
+ * super-packet's checksum is left for the kernel to complete (CHECKSUM_PARTIAL, not verified on
+ * local delivery), so every segment's checksums are verified here first: one that fails is
+ * written alone, for the kernel to judge as before.
+ */
+typedef struct {
+  uint32_t iphl, hl, payload, seq;
+  int v6;
+} tcp_seg_t;
+
+#define TCP_FLAG_PSH 0x08
+#define TCP_FLAG_ACK 0x10
+#define GRO_MAX_SEGMENTS 64
+
+/* Cheap checks: an unfragmented TCP segment with a payload, flags ACK or ACK|PSH. */
+static int tcp_parse(const uint8_t* p, uint32_t len, tcp_seg_t* t) {
+  if (len < 41) return 0;
+  if (p[0] >> 4 == 4) {
+    uint32_t ihl = (uint32_t)(p[0] & 15) * 4;
+    if (ihl < 20 || p[9] != IPPROTO_TCP || (((uint32_t)p[2] << 8) | p[3]) != len) return 0;
+    if ((p[6] & 0x3f) != 0 || p[7] != 0) return 0; /* MF or a fragment offset */
+    t->iphl = ihl;
+    t->v6 = 0;
+  } else if (p[0] >> 4 == 6) {
+    if (p[6] != IPPROTO_TCP || 40 + (((uint32_t)p[4] << 8) | p[5]) != len) return 0;
+    t->iphl = 40;
+    t->v6 = 1;
+  } else {
+    return 0;
+  }
+  if (t->iphl + 20 > len) return 0;
+  const uint8_t* tcp = p + t->iphl;
+  uint32_t thl = (uint32_t)(tcp[12] >> 4) * 4;
+  if (thl < 20 || t->iphl + thl >= len) return 0;
+  if (tcp[13] != TCP_FLAG_ACK && tcp[13] != (TCP_FLAG_ACK | TCP_FLAG_PSH)) return 0;
+  t->hl = t->iphl + thl;
+  t->payload = len - t->hl;
+  t->seq = get_be32(tcp + 4);
+  return 1;
+}
+
+/* The IPv4 header checksum (if any) and the TCP checksum both verify. */
+static int tcp_csum_ok(const uint8_t* p, uint32_t len, const tcp_seg_t* t) {
+  if (!t->v6 && csum_fold(csum_add(0, p, t->iphl)) != 0xffff) return 0;
+  uint64_t sum = t->v6 ? csum_add(0, p + 8, 32) : csum_add(0, p + 12, 8);
+  sum += htons(IPPROTO_TCP) + htons((uint16_t)(len - t->iphl));
+  return csum_fold(csum_add(sum, p + t->iphl, len - t->iphl)) == 0xffff;
+}
+
+/* `b` may follow `a` in one super-packet: every header byte alike but lengths, ids, checksums, seq and PSH. */
+static int tcp_same_flow(const uint8_t* a, const tcp_seg_t* ta, const uint8_t* b, const tcp_seg_t* tb) {
+  if (ta->v6 != tb->v6 || ta->hl != tb->hl || ta->iphl != tb->iphl) return 0;
+  if (ta->v6) {
+    if (memcmp(a, b, 4) != 0 || memcmp(a + 6, b + 6, 34) != 0) return 0;
+  } else {
+    if (a[1] != b[1] || a[6] != b[6] || memcmp(a + 8, b + 8, 2) != 0 || memcmp(a + 12, b + 12, ta->iphl - 12) != 0) return 0;
+  }
+  const uint8_t* x = a + ta->iphl;
+  const uint8_t* y = b + tb->iphl;
+  return memcmp(x, y, 4) == 0 && memcmp(x + 8, y + 8, 5) == 0 && memcmp(x + 14, y + 14, 2) == 0 &&
+         memcmp(x + 18, y + 18, ta->hl - ta->iphl - 18) == 0;
+}
+
+/* Writes packets first..first+n-1 (one flow, checked) as one GSO super-packet; as tun_write_one. */
+static int tun_write_gso(handle_t* h, const uint8_t* buf, const uint32_t* o, const uint32_t* l, uint32_t first, uint32_t n,
+                         const tcp_seg_t* t, uint32_t total) {
+  uint8_t head[VNET_HDR_LEN + 120];
+  struct iovec iov[GRO_MAX_SEGMENTS + 1];
+  const uint8_t* p = buf + o[first];
+  struct virtio_net_hdr vh;
+  memset(&vh, 0, sizeof vh);
+  vh.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  vh.gso_type = t->v6 ? VIRTIO_NET_HDR_GSO_TCPV6 : VIRTIO_NET_HDR_GSO_TCPV4;
+  vh.hdr_len = (uint16_t)t->hl;
+  vh.gso_size = (uint16_t)t->payload;
+  vh.csum_start = (uint16_t)t->iphl;
+  vh.csum_offset = 16;
+  memcpy(head, &vh, VNET_HDR_LEN);
+  uint8_t* ip = head + VNET_HDR_LEN;
+  memcpy(ip, p, t->hl);
+  uint64_t sum;
+  if (t->v6) {
+    put_be16(ip + 4, total - 40);
+    sum = csum_add(0, ip + 8, 32);
+  } else {
+    put_be16(ip + 2, total);
+    ip[10] = ip[11] = 0;
+    uint16_t c = (uint16_t)~csum_fold(csum_add(0, ip, t->iphl));
+    memcpy(ip + 10, &c, 2);
+    sum = csum_add(0, ip + 12, 8);
+  }
+  uint8_t* tcp = ip + t->iphl;
+  tcp[13] = buf[o[first + n - 1] + t->iphl + 13];
+  /* CHECKSUM_PARTIAL: the field holds the pseudo-header sum, uncomplemented */
+  sum += htons(IPPROTO_TCP) + htons((uint16_t)(total - t->iphl));
+  uint16_t c = csum_fold(sum);
+  memcpy(tcp + 16, &c, 2);
+  iov[0].iov_base = head;
+  iov[0].iov_len = VNET_HDR_LEN + t->hl;
+  for (uint32_t k = 0; k < n; k++) {
+    iov[k + 1].iov_base = (void*)(buf + o[first + k] + t->hl);
+    iov[k + 1].iov_len = l[first + k] - t->hl;
+  }
+  for (;;) {
+    ssize_t r = writev(h->fd, iov, (int)n + 1);
+    if (r >= 0) {
+      h->st.tx_packets += n;
+      for (uint32_t k = 0; k < n; k++) h->st.tx_bytes += l[first + k];
+      h->st.tx_gso_sends++;
+      return 1;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      h->st.tx_would_block++;
+      return 0;
+    }
+    /* the caller writes these packets one by one instead */
+    h->st.last_tx_errno = errno;
+    return -errno;
+  }
+}
+
+/* How many packets from `first` on go out as one super-packet (1: write it alone), and its length. */
+static uint32_t gro_run(const uint8_t* buf, const uint32_t* o, const uint32_t* l, uint32_t first, uint32_t count,
+                        tcp_seg_t* t, uint32_t* total) {
+  const uint8_t* p = buf + o[first];
+  if (!tcp_parse(p, l[first], t) || (p[t->iphl + 13] & TCP_FLAG_PSH)) return 1;
+  uint32_t n = 1, next = t->seq + t->payload;
+  *total = l[first];
+  while (first + n < count && n < GRO_MAX_SEGMENTS) {
+    const uint8_t* q = buf + o[first + n];
+    tcp_seg_t u;
+    if (!tcp_parse(q, l[first + n], &u) || u.seq != next || u.payload > t->payload || *total + u.payload > 65535 ||
+        !tcp_same_flow(p, t, q, &u))
+      break;
+    if (n == 1 && !tcp_csum_ok(p, l[first], t)) return 1;
+    if (!tcp_csum_ok(q, l[first + n], &u)) break;
+    *total += u.payload;
+    next += u.payload;
+    n++;
+    if (u.payload < t->payload || (q[u.iphl + 13] & TCP_FLAG_PSH)) break;
+  }
+  return n;
+}
+
 /* tunWriteBatch(handle, buffer, offsets, lengths, count) -> packets processed (stops early only on EAGAIN) */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   napi_value argv[5];
@@ -1333,8 +1491,18 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
     if (!check_range(buf_len, o[i], l[i])) return throw_arg(env, "an offset/length pair is out of the buffer's range");
   if (h->closed) return num(env, 0);
   uint32_t i = 0;
-  for (; i < count; i++) {
-    if (tun_write_one(h, (uint8_t*)buf + o[i], l[i]) == 0) break;
+  while (i < count) {
+    uint32_t n = 1, total = 0;
+    tcp_seg_t t;
+    if (h->offload && !h->no_coalesce) n = gro_run(buf, o, l, i, count, &t, &total);
+    int r = n > 1 ? tun_write_gso(h, buf, o, l, i, n, &t, total) : tun_write_one(h, (uint8_t*)buf + o[i], l[i]);
+    if (r == 0) break;
+    if (r < 0 && n > 1) {
+      /* a kernel that refuses the super-packet gets plain packets from now on, these included */
+      h->no_coalesce = 1;
+      continue;
+    }
+    i += n;
   }
   return num(env, i);
 }
