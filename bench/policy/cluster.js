@@ -1,24 +1,14 @@
 // The benchmark's cluster, generated from a seed: namespaces, endpoints, NetworkPolicies (as
 // manifests and as model objects) and ClusterNetworkPolicies. Separate from run.js so that other
 // checks can build the very same cluster.
-import { labelsFromRecord, NAMESPACE_NAME_LABEL, parseCidr, parseIp } from '../../packages/core/dist/src/index.js'
+import { labelsFromRecord, NAMESPACE_NAME_LABEL, parseCidr, parseIp, seededRandom } from '../../packages/core/dist/src/index.js'
 
 export const ENDPOINTS_PER_NS = 100
 export const POLICIES_PER_NS = 10
 
-function mulberry32(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 // One stream for the whole run: callers keep drawing from it after generation, so every
 // choice of a run follows from the seed.
-let rng = mulberry32(1)
+let rng = seededRandom(1)
 export const int = (n) => Math.floor(rng() * n)
 export const pick = (list) => list[int(list.length)]
 export const chance = (p) => rng() < p
@@ -62,7 +52,7 @@ const podIp = (n, j) => ipv4(10, n >> 8, n & 255, j + 1)
 const hostIp = (n, j) => ipv4(172, 16 + (n >> 8), n & 255, j + 1)
 
 export function generateCluster({ seed, namespaces: NAMESPACES }) {
-  rng = mulberry32(seed)
+  rng = seededRandom(seed)
   const namespaces = []
   const nsInfo = []
   for (let n = 0; n < NAMESPACES; n++) {

@@ -3,22 +3,13 @@
 // allows with named and numbered ports, ipBlock with except, an egress lockdown, monitoring).
 // Generated from a seed, so that every run and every process writes the same documents.
 import { stringify } from 'yaml'
+import { seededRandom } from '../../packages/core/dist/src/index.js'
 
 export const POLICIES_PER_NAMESPACE = 10
 
 const APPS = ['web', 'ui', 'gateway', 'api', 'auth', 'cart', 'catalog', 'search', 'orders', 'payments', 'worker', 'db', 'cache', 'queue']
 const TEAMS = Array.from({ length: 40 }, (_, i) => `team-${String(i).padStart(2, '0')}`)
 
-function mulberry32(seed) {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 function seedOf(text) {
   let h = 2166136261
@@ -31,7 +22,7 @@ function seedOf(text) {
  * prefixes give distinct keys, so each apply creates objects instead of finding them unchanged.
  */
 export function policyManifests(prefix, count) {
-  const rng = mulberry32(seedOf(prefix))
+  const rng = seededRandom(seedOf(prefix))
   const int = (n) => Math.floor(rng() * n)
   const pick = (list) => list[int(list.length)]
   const out = []

@@ -1,11 +1,11 @@
 /** `flatnet node ...`, `flatnet endpoint list`, `flatnet ipam ...`: the registry and addresses in the store. */
-import { Command, Option } from 'commander'
+import { Command } from 'commander'
+import { outputOption } from './cli-options.js'
 import { InvalidArgumentError } from '@flatnet/core'
 import type { StoredObject } from '@flatnet/store'
 import { formatData, paint, table, type Out, type OutputFormat } from './output.js'
 import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
 
-const outputOption = (): Option => new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table')
 
 /** `90s`, `30m`, `24h`, `7d`, or plain seconds. */
 export function parseDuration(text: string): number {

@@ -1,5 +1,6 @@
 /** `flatnet policy validate|explain|eval|test`: the offline policy tools. */
-import { Command, Option } from 'commander'
+import { Command } from 'commander'
+import { collect, outputOption } from './cli-options.js'
 import { InvalidArgumentError, ExpectationFailedError, formatIssue, type Protocol } from '@flatnet/core'
 import { flowResult, loadObjects, parseFlowExpectations, parseFlowLines, parsePortProtocol, type FlowResult, type PolicySnapshot } from '@flatnet/policy'
 import { explainText } from './explain-text.js'
@@ -9,11 +10,6 @@ import { loadOffline } from './policy-context.js'
 import { addPolicyStoreCommands } from './policy-store-commands.js'
 import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
 
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
-
-function outputOption(defaultFormat: OutputFormat = 'table'): Option {
-  return new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default(defaultFormat)
-}
 
 function offlineOptions(cmd: Command, inventory: boolean): Command {
   if (!inventory) {

@@ -1,5 +1,6 @@
 /** `flatnet policy apply|get|list|delete|diff`: policies in the live store, kubectl-style. */
-import { Option, type Command } from 'commander'
+import type { Command } from 'commander'
+import { collect, outputOption } from './cli-options.js'
 import { stringify } from 'yaml'
 import { FlatnetError, InvalidArgumentError } from '@flatnet/core'
 import { loadObjects } from '@flatnet/policy'
@@ -10,7 +11,6 @@ import { formatData, paint, table, type Out, type OutputFormat } from './output.
 import { withConnectionOptions, withStore, type ConnectionOptions } from './store-connection.js'
 import { unifiedDiff } from './text-diff.js'
 
-const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
 
 const KIND_ALIASES: Record<string, StoreKind> = {
   networkpolicy: 'NetworkPolicy',
@@ -132,7 +132,7 @@ export function addPolicyStoreCommands(policy: Command, out: Out): void {
         .option('-n, --namespace <ns>', 'namespace of NetworkPolicies', 'default')
         .option('-A, --all-namespaces', 'NetworkPolicies of every namespace')
         .option('--kind <kind>', 'NetworkPolicy (default) or ClusterNetworkPolicy', 'NetworkPolicy')
-        .addOption(new Option('-o, --output <format>', 'output format').choices(['table', 'json', 'yaml']).default('table')),
+        .addOption(outputOption()),
     ).action(async (nameArg: string | undefined, opts: ConnectionOptions & { namespace: string; allNamespaces?: boolean; kind: string; output: OutputFormat }) => {
       const kind = parseKind(opts.kind)
       await withStore(opts, async (store, lib) => {

@@ -2,17 +2,12 @@
 import assert from 'node:assert/strict'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { fileURLToPath } from 'node:url'
 import { startRedis, type RedisServer } from '@flatnet/store/testing'
 import { run, type Out } from '../src/index.js'
+import { repoRoot, runCli } from './helpers.js'
 
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (let i = 0; i < 10 && !existsSync(join(dir, 'turbo.json')); i++) dir = dirname(dir)
-  return dir
-}
 const ex = (p: string): string => join(repoRoot(), 'examples', p)
 const tmp = mkdtempSync(join(tmpdir(), 'fn-cli-store-'))
 let redis: RedisServer
@@ -25,12 +20,8 @@ after(async () => {
   rmSync(tmp, { recursive: true, force: true })
 })
 
-async function flatnet(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = ''
-  let stderr = ''
-  const out: Out = { color: false, write: (t) => void (stdout += `${t}\n`), error: (t) => void (stderr += `${t}\n`) }
-  const code = await run(['node', 'flatnet', ...args, '--redis', redis.url, '--cluster', 'clitest'], out)
-  return { code, stdout, stderr }
+function flatnet(...args: string[]): ReturnType<typeof runCli> {
+  return runCli([...args, '--redis', redis.url, '--cluster', 'clitest'])
 }
 
 describe('flatnet policy apply|get|diff|delete against the store', () => {

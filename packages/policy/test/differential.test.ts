@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict'
 import { before, describe, it } from 'node:test'
 import { stringify } from 'yaml'
-import type { Protocol } from '@flatnet/core'
+import { seededRandom, type Protocol } from '@flatnet/core'
 import { PolicyCompiler, type DirectionVerdict, type EndpointObject, type NamespaceObject, type PolicyObject, type PolicySnapshot, type Verdict } from '../src/index.js'
 import { loadPlain } from './helpers.js'
 
@@ -448,21 +448,11 @@ const signature = (v: Verdict): string => JSON.stringify([v.allowed, v.egress, v
 // ---------------------------------------------------------------------------------------------
 // Random generation.
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 class Rng {
   private readonly next: () => number
   constructor(seed: number) {
-    this.next = mulberry32(seed)
+    this.next = seededRandom(seed)
   }
   /** 0 .. n-1 */
   int(n: number): number {

@@ -13,6 +13,7 @@ import { existsSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import { FlatnetError, InvalidArgumentError } from '@flatnet/core'
+import type { OpenBatch, SealBatch } from './transport-aead.js'
 
 /** The addon could not be loaded: not built (run `npm run setup`), built for another Node, or stale. */
 export class NativeAddonError extends FlatnetError {
@@ -120,18 +121,8 @@ export interface NativeBinding {
   fd(h: NativeHandle): number
   stats(h: NativeHandle): DeviceStats
   /** Batched transport AEAD (see transport-aead.ts); absent when the addon was built without OpenSSL. */
-  sealBatch?(key: Uint8Array, counterLo: number, counterHi: number, receiver: number, buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number
-  openBatch?(
-    keys: Uint8Array,
-    keyIndex: Uint8Array | null,
-    buf: Uint8Array,
-    offsets: Uint32Array,
-    lengths: Uint32Array,
-    count: number,
-    out: Uint8Array,
-    outOffsets: Uint32Array,
-    results: Int32Array,
-  ): number
+  sealBatch?: SealBatch
+  openBatch?: OpenBatch
   readonly constants: {
     readonly ADDR_BYTES: number
     readonly MAX_BATCH: number

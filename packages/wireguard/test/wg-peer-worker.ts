@@ -31,6 +31,7 @@ import {
   StaticIdentity,
   transportPaddingSize,
 } from '../src/index.js'
+import { seededRandom } from '@flatnet/core'
 import { inetChecksum } from './native-harness.js'
 import { serveRpc } from './rpc.js'
 
@@ -184,17 +185,6 @@ function mac1Valid(msg: Uint8Array): boolean {
   return constantTimeEqual(mac(victim.mac1Key, msg.subarray(0, MAC1_AT)), msg.subarray(MAC1_AT, MAC2_AT))
 }
 
-/** mulberry32: a seeded stream, so a failing fuzz run can be repeated. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 serveRpc(
   {
@@ -302,7 +292,7 @@ serveRpc(
      * Returns what was sent and every datagram that came back.
      */
     async fuzz(a: { count: number; seed: number; ratePerSec: number; graceMs: number }) {
-      const rand = prng(a.seed)
+      const rand = seededRandom(a.seed)
       const int = (n: number): number => Math.floor(rand() * n)
       const pool = [captured.initiation, captured.response, ...captured.transports, ...captured.inbound].filter((b): b is Buffer => b !== null)
       const victimIndex = keypairs.current?.remoteIndex
