@@ -1,4 +1,4 @@
-// Dependencies point one way: core <- policy <- store <- mesh; core <- wireguard; all <- agent <- cli; cni uses
+// Dependencies point one way: core <- policy <- store <- mesh; core <- wireguard; all <- agent <- lab <- cli; cni uses
 // core and the agent's client only. core and policy are pure: no I/O modules, no node: builtins.
 // Checked on package.json and on every import in the sources.
 import assert from 'node:assert/strict'
@@ -18,8 +18,9 @@ const ALLOWED = {
   mesh: ['core', 'policy', 'store'],
   k8s: ['core', 'policy', 'store'],
   agent: ['core', 'policy', 'store', 'wireguard', 'mesh'],
+  lab: ['core', 'policy', 'store', 'agent'],
   cni: ['core', 'agent'],
-  cli: ['core', 'policy', 'store', 'wireguard', 'mesh', 'agent', 'k8s', 'cni'],
+  cli: ['core', 'policy', 'store', 'wireguard', 'mesh', 'agent', 'lab', 'k8s', 'cni'],
 }
 /** Third-party modules the pure packages may use (parsing only). */
 const PURE_THIRD_PARTY = { core: [], policy: ['yaml', 'js-yaml'] }
