@@ -1,1 +1,2 @@
-export {}
+export * from './overlay/relay-binding.js'
+export * from './node-key.js'

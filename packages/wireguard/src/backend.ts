@@ -48,6 +48,8 @@ export interface PeerStatus {
   readonly persistentKeepalive: number | undefined
   /** Whether a preshared key is set (the key itself is never reported). */
   readonly hasPresharedKey?: boolean | undefined
+  /** True while the peer's messages go over its relay link (`endpoint` is then the direct one being probed). */
+  readonly viaRelay?: boolean | undefined
 }
 
 export interface WireguardBackend {
@@ -112,7 +114,8 @@ export function formatShow(interfaceName: string, publicKey: string, listenPort:
   for (const p of ordered) {
     out.push('', `peer: ${p.publicKey}`)
     if (p.hasPresharedKey) out.push('  preshared key: (hidden)')
-    if (p.endpoint !== undefined) out.push(`  endpoint: ${p.endpoint}`)
+    if (p.endpoint !== undefined) out.push(`  endpoint: ${p.endpoint}${p.viaRelay ? ' (relayed)' : ''}`)
+    else if (p.viaRelay) out.push('  endpoint: (relayed)')
     out.push(`  allowed ips: ${p.allowedIps.length > 0 ? p.allowedIps.join(', ') : '(none)'}`)
     if (p.latestHandshake !== undefined) {
       const then = Math.floor(p.latestHandshake.getTime() / 1000)

@@ -4,6 +4,8 @@
  *   inside  (send.ts):    TUN ──> AllowedIps(dst) ──> peer session ──> seal ──> sendmmsg ──> UDP
  *   outside (receive.ts): UDP ──> recvmmsg ──> handshake | open + replay + AllowedIps(src) ──> TUN
  *   timers  (timers.ts):  one ticker runs each peer's due protocol timers
+ *   relay   (relay-path.ts): a peer's messages go over its relay link instead of UDP while its
+ *                         direct path does not get through; probed, and left once it does
  *
  * Peers are added, changed and removed at runtime without touching the others' sessions.
  */
@@ -22,9 +24,10 @@ import { createInitiation, StaticIdentity, type HandshakeState } from './noise.j
 import { Peer } from './peer.js'
 import { InsidePath } from './send.js'
 import { OutsidePath } from './receive.js'
+import { RelayLinks, type RelayLink, type RelayLinkStats } from './relay-path.js'
 import { PROTOCOL_TIMER_DURATIONS, type TimerAction, type TimerDurations } from './timers.js'
 import { REKEY_AFTER_MESSAGES } from './constants.js'
-import { HANDSHAKE_BURST_PER_IP, HANDSHAKES_PER_SECOND_PER_IP, QUEUE_HANDSHAKE_SIZE, UNDER_LOAD_AFTER_TIME_MS, UNDER_LOAD_QUEUE_FRACTION } from './tuning.js'
+import { HANDSHAKE_BURST_PER_IP, HANDSHAKES_PER_SECOND_PER_IP, QUEUE_HANDSHAKE_SIZE, RELAY_DIRECT_PROBE_INTERVAL_MS, UNDER_LOAD_AFTER_TIME_MS, UNDER_LOAD_QUEUE_FRACTION } from './tuning.js'
 import type { TunDevice } from './tun.js'
 import { encodeAddr, formatAddr, type UdpSocket } from './udp.js'
 
@@ -45,6 +48,8 @@ export interface DeviceOptions {
   readonly tickMs?: number | undefined
   /** Handshake messages per second above which cookies are demanded. */
   readonly underLoadHandshakesPerSecond?: number | undefined
+  /** How often a relayed peer's direct endpoint is probed (RELAY_DIRECT_PROBE_INTERVAL_MS). */
+  readonly relayProbeIntervalMs?: number | undefined
 }
 
 export interface DevicePeerSettings {
@@ -70,7 +75,10 @@ export class Device implements DeviceContext {
   readonly drops = new DropCounters()
   readonly tun: TunDevice
   readonly udp: UdpSocket
+  readonly out: RelayLinks<Peer>
   readonly rekeyAfterMessages: number
+  private readonly relayProbeIntervalMs: number
+  private running = false
   private readonly durations: TimerDurations
   private readonly peersByKey = new Map<string, Peer>()
   private readonly inside: InsidePath
@@ -94,6 +102,8 @@ export class Device implements DeviceContext {
     this.rekeyAfterMessages = options.rekeyAfterMessages ?? REKEY_AFTER_MESSAGES
     this.tickMs = options.tickMs ?? DEVICE_DEFAULTS.tickMs
     this.loadThreshold = options.underLoadHandshakesPerSecond ?? DEVICE_DEFAULTS.underLoadHandshakesPerSecond
+    this.relayProbeIntervalMs = options.relayProbeIntervalMs ?? RELAY_DIRECT_PROBE_INTERVAL_MS
+    this.out = new RelayLinks<Peer>(this.udp, () => (this.running ? this.outside.onDatagrams : null))
     this.inside = new InsidePath(this)
     this.outside = new OutsidePath(this)
   }
@@ -107,9 +117,11 @@ export class Device implements DeviceContext {
     this.tun.onPackets((buffer, lengths, count) => this.inside.onPackets(buffer, lengths, count, slot))
     this.udp.onDatagrams(this.outside.onDatagrams)
     this.ticker = setInterval(() => this.tick(), this.tickMs)
+    this.running = true
   }
 
   stop(): void {
+    this.running = false
     clearInterval(this.ticker)
     this.ticker = undefined
     this.tun.onPackets(null)
@@ -117,6 +129,8 @@ export class Device implements DeviceContext {
     for (const peer of this.peersByKey.values()) {
       peer.timers.stopAll()
       peer.keypairs.clear()
+      if (peer.relayRecord) this.out.detach(peer.relayRecord)
+      peer.relayRecord = null
     }
   }
 
@@ -155,8 +169,13 @@ export class Device implements DeviceContext {
       const ep = canonicalEndpoint(settings.endpoint)
       const m = /^\[?([^\]]+?)\]?:(\d+)$/.exec(ep)
       if (!m) throw new InvalidArgumentError(`invalid endpoint "${settings.endpoint}"`)
-      encodeAddr(peer.endpoint, 0, m[1] as string, Number(m[2]))
-      peer.hasEndpoint = true
+      encodeAddr(peer.directEndpoint, 0, m[1] as string, Number(m[2]))
+      peer.hasDirectEndpoint = true
+      // A relayed peer stays relayed: the direct path is probed and taken back once it answers.
+      if (!peer.viaRelay) {
+        peer.endpoint.set(peer.directEndpoint)
+        peer.hasEndpoint = true
+      }
     }
     this.allowedIps.removeByValue(peer)
     for (const c of cidrs) this.allowedIps.insert(c, peer)
@@ -177,7 +196,42 @@ export class Device implements DeviceContext {
     peer.keypairs.clear()
     this.table.deletePeer(peer)
     peer.staged.length = 0
+    if (peer.relayRecord) this.out.detach(peer.relayRecord)
+    peer.relayRecord = null
     return true
+  }
+
+  /**
+   * Gives the peer a relay link (the mesh's packet channel to it), or takes it away (null). With
+   * a link, the peer falls back to it when a handshake on the direct path goes unanswered, and
+   * at once when it has no direct endpoint at all. Taking the link away returns the peer to its
+   * direct endpoint.
+   */
+  setPeerRelay(publicKey: string, link: RelayLink | null): void {
+    const peer = this.peersByKey.get(publicKey)
+    if (!peer) throw new InvalidArgumentError(`no peer with public key ${publicKey}`)
+    const wasRelayed = peer.viaRelay
+    if (peer.relayRecord) this.out.detach(peer.relayRecord)
+    peer.relayRecord = link === null ? null : this.out.attach(peer, link)
+    if (peer.relayRecord !== null && (wasRelayed || !peer.hasDirectEndpoint)) {
+      peer.endpoint.set(peer.relayRecord)
+      peer.hasEndpoint = true
+      peer.nextDirectProbeAt = this.now() + this.relayProbeIntervalMs
+    } else if (wasRelayed) {
+      peer.hasEndpoint = peer.hasDirectEndpoint
+      peer.endpoint.set(peer.directEndpoint)
+      peer.nextDirectProbeAt = Infinity
+    }
+  }
+
+  /** What went through the peer's relay link, when it has one. */
+  relayStats(publicKey: string): RelayLinkStats | undefined {
+    const peer = this.peersByKey.get(publicKey)
+    return peer?.relayRecord ? this.out.stats(peer.relayRecord) : undefined
+  }
+
+  hasPeer(publicKey: string): boolean {
+    return this.peersByKey.has(publicKey)
   }
 
   peerList(): Peer[] {
@@ -187,7 +241,8 @@ export class Device implements DeviceContext {
   peers(): PeerStatus[] {
     return this.peerList().map((p) => ({
       publicKey: p.publicKeyBase64,
-      endpoint: p.hasEndpoint ? formatAddr(p.endpoint, 0) : undefined,
+      endpoint: p.viaRelay ? (p.hasDirectEndpoint ? formatAddr(p.directEndpoint, 0) : undefined) : p.hasEndpoint ? formatAddr(p.endpoint, 0) : undefined,
+      viaRelay: p.viaRelay,
       allowedIps: [...p.allowedIps],
       latestHandshake: p.lastHandshakeWallMs === undefined ? undefined : new Date(p.lastHandshakeWallMs),
       rxBytes: p.rxBytes,
@@ -217,7 +272,18 @@ export class Device implements DeviceContext {
   }
 
   sendTo(message: Uint8Array, addrs: Uint8Array, index: number): void {
-    if (!this.udp.send(message, 0, message.length, addrs, index)) this.drops.sendFailed++
+    if (!this.out.send(message, 0, message.length, addrs, index)) this.drops.sendFailed++
+  }
+
+  relayPeer(addrs: Uint8Array, index: number): Peer | undefined {
+    return this.out.peerOf(addrs, index)
+  }
+
+  directPathRestored(peer: Peer, now: number): void {
+    peer.directReturns++
+    peer.nextDirectProbeAt = Infinity
+    // Tell the peer at once, on the path that works again, so it moves back too.
+    this.inside.sendStaged(peer, now, true)
   }
 
   underLoad(now: number): boolean {
@@ -251,15 +317,39 @@ export class Device implements DeviceContext {
     else this.inside.sendStaged(peer, now, true)
   }
 
+  /**
+   * A handshake on the direct path went unanswered (a retransmit is due), or data went out and
+   * nothing came back in time (a new handshake is due): when the peer has a relay link, the
+   * handshake goes there instead, and the direct path is probed from now on.
+   */
+  private fallBackToRelay(peer: Peer, now: number): void {
+    if (peer.relayRecord === null || peer.viaRelay) return
+    peer.endpoint.set(peer.relayRecord)
+    peer.hasEndpoint = true
+    peer.relayFallbacks++
+    peer.lastDirectRxAt = -Infinity
+    peer.nextDirectProbeAt = now + this.relayProbeIntervalMs
+  }
+
+  private probeDirect(peer: Peer, now: number): void {
+    peer.nextDirectProbeAt = now + this.relayProbeIntervalMs
+    if (peer.hasDirectEndpoint) this.inside.probe(peer, now, peer.directEndpoint)
+  }
+
   private tick(): void {
     const now = this.now()
     for (const peer of this.peersByKey.values()) {
       const due = this.due
       due.length = 0
       peer.timers.due(now, due)
+      if (now >= peer.nextDirectProbeAt) {
+        if (peer.viaRelay) this.probeDirect(peer, now)
+        else peer.nextDirectProbeAt = Infinity
+      }
       for (const action of due) {
         switch (action) {
           case 'retransmit-handshake':
+            this.fallBackToRelay(peer, now)
             this.sendHandshakeInitiation(peer, now, true)
             break
           case 'give-up-handshake':
@@ -270,6 +360,7 @@ export class Device implements DeviceContext {
             this.sendKeepalive(peer, now)
             break
           case 'new-handshake':
+            this.fallBackToRelay(peer, now)
             this.sendHandshakeInitiation(peer, now, false)
             break
           case 'zero-key-material':

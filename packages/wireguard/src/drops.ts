@@ -31,6 +31,8 @@ export class DropCounters {
   replayed = 0
   /** Outside: decrypted packet whose source is not in the sending peer's AllowedIPs. */
   sourceNotAllowed = 0
+  /** Outside: a relay link delivered a packet that authenticated as a different peer than the link's. */
+  relayPeerMismatch = 0
   /** Sends the kernel refused. */
   sendFailed = 0
 

@@ -11,9 +11,24 @@ export class Peer {
   readonly handshake: HandshakeState<Peer>
   readonly keypairs: Keypairs
   readonly timers: PeerTimers
-  /** Where to send: a 24-byte address record (udp.ts); `hasEndpoint` false until known. */
+  /**
+   * Where to send: a 24-byte address record, a UDP address (udp.ts) or the peer's relay link
+   * (relay-path.ts); `hasEndpoint` false until known.
+   */
   readonly endpoint = new Uint8Array(ADDR_BYTES)
   hasEndpoint = false
+  /** The last UDP address configured or learnt for the peer, kept while it is relayed. */
+  readonly directEndpoint = new Uint8Array(ADDR_BYTES)
+  hasDirectEndpoint = false
+  /** The relay link's address record, when the peer has one. */
+  relayRecord: Uint8Array | null = null
+  /** Monotonic ms of the last authenticated packet from the direct path. */
+  lastDirectRxAt = -Infinity
+  /** While relayed: when the direct endpoint is probed next. */
+  nextDirectProbeAt = Infinity
+  /** Times the peer moved from direct to relay and back. */
+  relayFallbacks = 0
+  directReturns = 0
   /** As configured, canonical CIDRs (the device's AllowedIps trie is the routing truth). */
   allowedIps: string[] = []
   /** Packets waiting for a session; copies, bounded (oldest dropped). */
@@ -38,6 +53,10 @@ export class Peer {
     this.timers = new PeerTimers(durations)
   }
 
+  get viaRelay(): boolean {
+    return this.hasEndpoint && this.relayRecord !== null && sameRecord(this.endpoint, this.relayRecord)
+  }
+
   /** Derived from the key itself, which setPeer may change. */
   get hasPresharedKey(): boolean {
     return this.handshake.presharedKey.some((b) => b !== 0)
@@ -50,4 +69,9 @@ export class Peer {
     this.staged.shift()
     return false
   }
+}
+
+function sameRecord(a: Uint8Array, b: Uint8Array): boolean {
+  for (let k = 0; k < ADDR_BYTES; k++) if (a[k] !== b[k]) return false
+  return true
 }

@@ -24,7 +24,15 @@ import { ADDR_BYTES } from './native.js'
 import { beginSymmetricSession, consumeInitiation, consumeResponse, createResponse } from './noise.js'
 import type { Peer } from './peer.js'
 import { transportAead, type TransportAead } from './transport-aead.js'
-import { BATCH_SIZE } from './tuning.js'
+import { isRelayRecord } from './relay-path.js'
+import { BATCH_SIZE, DIRECT_PATH_FRESH_MS } from './tuning.js'
+
+type Roam = 0 | 1 | 2
+const ROAM_NONE: Roam = 0
+/** A relay link delivered a packet that authenticated as another peer. */
+const ROAM_FOREIGN_RELAY: Roam = 1
+/** The peer was relayed and its packet came over the direct path. */
+const ROAM_BACK_TO_DIRECT: Roam = 2
 
 /** Address bytes and port of an address record: what a cookie is bound to. */
 const SOURCE_BYTES = 18
@@ -142,7 +150,11 @@ export class OutsidePath {
         continue
       }
       // Only authenticated packets may move the endpoint (roaming).
-      this.learnEndpoint(peer, addrs, this.msgSources[q] as number)
+      const roam = this.learnEndpoint(peer, addrs, this.msgSources[q] as number, now)
+      if (roam === ROAM_FOREIGN_RELAY) {
+        ctx.drops.relayPeerMismatch++
+        continue
+      }
       peer.rxBytes += this.msgLengths[q] as number
       if (peer.keypairs.receivedWith(kp)) {
         promoted = true
@@ -154,6 +166,7 @@ export class OutsidePath {
       if (kp.needsRekeyAfterReceive(now)) ctx.sendHandshakeInitiation(peer, now, false)
       peer.timers.onAnyAuthenticatedPacketReceived()
       peer.timers.onAnyAuthenticatedPacketTraversal(now)
+      if (roam === ROAM_BACK_TO_DIRECT) ctx.directPathRestored(peer, now)
       if (plain === 0) continue // keepalive
       peer.timers.onDataReceived(now)
       const at = this.outOffsets[q] as number
@@ -201,7 +214,10 @@ export class OutsidePath {
       }
       const hs = r.handshake
       const peer = hs.peer
-      this.learnEndpoint(peer, addrs, i)
+      if (this.learnEndpoint(peer, addrs, i, now) === ROAM_FOREIGN_RELAY) {
+        ctx.drops.relayPeerMismatch++
+        return
+      }
       const response = createResponse(hs, ctx.table, now)
       const kp = response === null ? null : beginSymmetricSession(hs, ctx.table, now)
       if (response === null || kp === null) {
@@ -224,12 +240,16 @@ export class OutsidePath {
       }
       const hs = r.handshake
       const peer = hs.peer
+      if (ctx.relayPeer(addrs, i) !== undefined && ctx.relayPeer(addrs, i) !== peer) {
+        ctx.drops.relayPeerMismatch++
+        return
+      }
       const kp = beginSymmetricSession(hs, ctx.table, now)
       if (kp === null) {
         ctx.drops.handshakeRejected++
         return
       }
-      this.learnEndpoint(peer, addrs, i)
+      this.learnEndpoint(peer, addrs, i, now)
       peer.keypairs.insert(kp)
       peer.lastHandshakeWallMs = Date.now()
       peer.timers.onHandshakeComplete()
@@ -241,11 +261,28 @@ export class OutsidePath {
     }
   }
 
-  private learnEndpoint(peer: Peer, addrs: Uint8Array, i: number): void {
+  /**
+   * Roaming: the peer's endpoint becomes the source of its latest authenticated packet, UDP
+   * address or relay link alike, with two exceptions. A relay link speaks only for the peer it
+   * was opened to. And a direct path heard from within DIRECT_PATH_FRESH_MS wins over the relay,
+   * so relayed datagrams still in flight after a move back to direct do not undo it.
+   */
+  private learnEndpoint(peer: Peer, addrs: Uint8Array, i: number, now: number): Roam {
     const base = i * ADDR_BYTES
-    if (peer.hasEndpoint && sameRecord(peer.endpoint, addrs, base)) return
+    const relayed = isRelayRecord(addrs, i)
+    if (relayed) {
+      if (this.ctx.relayPeer(addrs, i) !== peer) return ROAM_FOREIGN_RELAY
+      if (now - peer.lastDirectRxAt < DIRECT_PATH_FRESH_MS) return ROAM_NONE
+    } else {
+      peer.lastDirectRxAt = now
+      peer.directEndpoint.set(addrs.subarray(base, base + ADDR_BYTES))
+      peer.hasDirectEndpoint = true
+    }
+    if (peer.hasEndpoint && sameRecord(peer.endpoint, addrs, base)) return ROAM_NONE
+    const wasRelayed = peer.viaRelay
     peer.endpoint.set(addrs.subarray(base, base + ADDR_BYTES))
     peer.hasEndpoint = true
+    return wasRelayed && !relayed ? ROAM_BACK_TO_DIRECT : ROAM_NONE
   }
 
   private flush(n: number): number {

@@ -94,6 +94,19 @@ export class InsidePath {
     this.flush(this.seal(n, now, false), now)
   }
 
+  /**
+   * A keepalive to `endpoint` instead of the peer's current one: how a relayed peer's direct
+   * path is probed (an authenticated packet, so the other side may move back to it too).
+   */
+  probe(peer: Peer, now: number, endpoint: Uint8Array): boolean {
+    const kp = this.sendableKeypair(peer, now)
+    if (kp === null) return false
+    this.place(peer, kp, this.out, 0, 0, 0)
+    this.addrs.set(endpoint, 0)
+    this.flush(this.seal(1, now, false), now)
+    return true
+  }
+
   private sendableKeypair(peer: Peer, now: number): Keypair | null {
     const kp = peer.keypairs.current
     if (kp === null || !kp.canSend || kp.isExpired(now)) return null
@@ -191,7 +204,7 @@ export class InsidePath {
 
   private flush(n: number, now: number): number {
     if (n > 0) {
-      const sent = this.ctx.udp.sendBatch(this.out, this.offsets, this.lengths, this.addrs, n)
+      const sent = this.ctx.out.sendBatch(this.out, this.offsets, this.lengths, this.addrs, n)
       if (sent < n) this.ctx.drops.sendFailed += n - sent
     }
     // Rekeys found while sealing start after the batch went out (a handshake uses the socket too).

@@ -34,3 +34,15 @@ export const HANDSHAKE_BURST_PER_IP = 5
 
 /** Peers one device accepts. */
 export const MAX_PEERS = 1 << 16
+
+/**
+ * Relay fallback (relay-path.ts). While a peer is relayed, its direct endpoint is probed with a
+ * keepalive this often; the first authenticated packet that arrives there moves it back.
+ */
+export const RELAY_DIRECT_PROBE_INTERVAL_MS = 5_000
+/**
+ * For this long after an authenticated packet arrived on a peer's direct path, relayed packets
+ * from it do not move it to the relay: datagrams still in flight on the relay after a switch
+ * back to direct must not pull the peer back.
+ */
+export const DIRECT_PATH_FRESH_MS = 3_000

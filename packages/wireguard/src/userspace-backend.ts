@@ -6,6 +6,7 @@
 import { keyFromBase64 } from './crypto.js'
 import { WireguardStateError, type InterfaceSettings, type PeerSettings, type PeerStatus, type WireguardBackend } from './backend.js'
 import { Device, type DeviceOptions } from './device.js'
+import type { RelayLink, RelayLinkStats } from './relay-path.js'
 import { DataPlaneIoError } from './native.js'
 import { TunDevice } from './tun.js'
 import { UdpSocket } from './udp.js'
@@ -112,6 +113,19 @@ export class UserspaceBackend implements WireguardBackend {
 
   async peers(): Promise<PeerStatus[]> {
     return this.need().peers()
+  }
+
+  /** See Device.setPeerRelay: the relay fallback exists only in this backend. */
+  setPeerRelay(publicKey: string, link: RelayLink | null): void {
+    this.need().setPeerRelay(publicKey, link)
+  }
+
+  hasPeer(publicKey: string): boolean {
+    return this.device?.hasPeer(publicKey) ?? false
+  }
+
+  relayStats(publicKey: string): RelayLinkStats | undefined {
+    return this.device?.relayStats(publicKey)
   }
 
   get interfaceName(): string | undefined {
