@@ -24,6 +24,7 @@ export const NODE_RECORD_DOMAIN = 'flatnet-node-record/v1\n'
 export const NODE_RECORD_LIMITS = Object.freeze({
   endpoints: 16,
   blocks: 64,
+  meshAddrs: 16,
   labels: 64,
   /** Sequences are compared as Lua numbers (doubles) in Redis: stay exact. */
   maxSequence: Number.MAX_SAFE_INTEGER,
@@ -38,6 +39,12 @@ export interface NodeRecord {
   readonly endpoints: readonly string[]
   /** IPAM blocks the node routes (CIDRs); each must be assigned to this node. */
   readonly blocks: readonly string[]
+  /**
+   * Where other agents dial the node's mesh: multiaddrs without the `/p2p/<id>` suffix (the
+   * record's own peerId is it), e.g. `/ip4/192.0.2.10/tcp/7946`. Optional: absent in records of
+   * nodes that are only reachable by dialling out.
+   */
+  readonly meshAddrs?: readonly string[]
   readonly labels: Readonly<Record<string, string>>
   readonly hostname?: string
   /** ISO 8601 time the node signed the record. */
@@ -88,7 +95,7 @@ export class NodeNotAdmittedError extends FlatnetError {
   }
 }
 
-const TOP_FIELDS = new Set(['peerId', 'wireguardPublicKey', 'endpoints', 'blocks', 'labels', 'hostname', 'issuedAt', 'sequence'])
+const TOP_FIELDS = new Set(['peerId', 'wireguardPublicKey', 'endpoints', 'blocks', 'meshAddrs', 'labels', 'hostname', 'issuedAt', 'sequence'])
 const VALUE_FIELDS = new Set(['record', 'signature', 'admitted', 'admittedBy'])
 const SIGNED_FIELDS = new Set(['record', 'signature'])
 const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/
@@ -143,6 +150,14 @@ function checkEndpoint(text: string): string | undefined {
   return bad ? `"${text}": host "${host}" ${bad}` : undefined
 }
 
+/** A TCP multiaddr (the mesh's transport) without a PeerId; the full parse happens where it is dialled. */
+function checkMeshAddr(text: string): string | undefined {
+  if (text.length > 256) return 'is longer than 256 characters'
+  if (!/^\/(ip4|ip6|dns|dns4|dns6)\/[^/]+\/tcp\/\d{1,5}$/.test(text)) return `"${text}" is not a TCP multiaddr such as /ip4/192.0.2.10/tcp/7946`
+  const port = Number(text.slice(text.lastIndexOf('/') + 1))
+  return port >= 1 && port <= 65535 ? undefined : `"${text}": port must be 1 to 65535`
+}
+
 function checkBlock(text: string): string | undefined {
   const c = parseCidr(text)
   if (!c) return `"${text}" is not a CIDR`
@@ -191,6 +206,7 @@ export function validateNodeRecord(input: unknown): NodeRecord {
 
   stringList(input.endpoints, 'endpoints', NODE_RECORD_LIMITS.endpoints, checkEndpoint, issues)
   stringList(input.blocks, 'blocks', NODE_RECORD_LIMITS.blocks, checkBlock, issues)
+  if (input.meshAddrs !== undefined) stringList(input.meshAddrs, 'meshAddrs', NODE_RECORD_LIMITS.meshAddrs, checkMeshAddr, issues)
 
   if (!isPlainObject(input.labels)) issues.push('labels: must be an object of string values')
   else {
@@ -238,6 +254,7 @@ export interface NodeRecordFields {
   readonly wireguardPublicKey: string
   readonly endpoints: readonly string[]
   readonly blocks: readonly string[]
+  readonly meshAddrs?: readonly string[]
   readonly labels?: Readonly<Record<string, string>>
   readonly hostname?: string
   readonly sequence: number
@@ -256,6 +273,7 @@ export async function signNodeRecord(privateKey: NodePrivateKey, fields: NodeRec
     wireguardPublicKey: fields.wireguardPublicKey,
     endpoints: [...fields.endpoints],
     blocks: [...fields.blocks],
+    ...(fields.meshAddrs === undefined ? {} : { meshAddrs: [...fields.meshAddrs] }),
     labels: { ...(fields.labels ?? {}) },
     ...(fields.hostname === undefined ? {} : { hostname: fields.hostname }),
     issuedAt: fields.issuedAt ?? new Date().toISOString(),

@@ -166,6 +166,22 @@ describe('node records (pure)', () => {
       (e) => assert.match(e.message, /all-zero/),
     )
   })
+
+  it('carries mesh addresses when given, and refuses ones that are not TCP multiaddrs', async () => {
+    const n = await newNode()
+    const good = (await sign(n, 3)).record
+    const withMesh = { ...good, meshAddrs: ['/ip4/192.0.2.10/tcp/7946', '/ip6/2001:db8::1/tcp/7946', '/dns4/node-a.example/tcp/7946'] }
+    assert.deepEqual(validateNodeRecord(withMesh), withMesh)
+    const err = await rejects(
+      Promise.resolve().then(() => validateNodeRecord({ ...good, meshAddrs: ['/ip4/192.0.2.10/udp/7946', '/ip4/192.0.2.10/tcp/7946/p2p/x', '/ip4/192.0.2.10/tcp/70000'] })),
+      NodeRecordInvalidError,
+    )
+    assert.deepEqual(
+      err.issues.map((i) => i.replace(/:.*/, '')),
+      ['meshAddrs[0]', 'meshAddrs[1]', 'meshAddrs[2]'],
+    )
+    assert.match(err.issues[2] as string, /port must be 1 to 65535/)
+  })
 })
 
 interface Env {
