@@ -1,0 +1,8 @@
+export * from './types.js'
+export * from './defaults.js'
+export * from './errors.js'
+export { AGENT_CONFIG_FIELDS, LOG_LEVELS, WIREGUARD_BACKENDS, flagKey, type ConfigField, type FieldKind } from './fields.js'
+export type { AgentConfigFlags, Environment } from './overrides.js'
+export { readConfigText } from './read-file.js'
+export * from './load.js'
+export * from './redact.js'
