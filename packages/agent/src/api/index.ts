@@ -1,0 +1,10 @@
+/** The agent's local API (unix socket), its client, metrics and the health endpoints. */
+export * from './client.js'
+export * from './api-log.js'
+export * from './error-status.js'
+export * from './routes.js'
+export * from './socket-file.js'
+export * from './local-api.js'
+export * from './metrics.js'
+export * from './listen-address.js'
+export * from './health-server.js'
