@@ -1,0 +1,7 @@
+export * from './errors.js'
+export * from './nft-table.js'
+export * from './conntrack-cut.js'
+export * from './nflog-parse.js'
+export * from './flow-log.js'
+export * from './nflog-reader.js'
+export * from './nft-enforcer.js'
