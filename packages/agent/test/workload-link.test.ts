@@ -1,0 +1,149 @@
+/**
+ * Workload links in real network namespaces: a "host" namespace and workload namespaces
+ * attached to it, traffic between them, what checkWorkload finds when something is removed,
+ * and detach being safe to repeat.
+ */
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import { promisify } from 'node:util'
+import { InvalidArgumentError } from '@flatnet/core'
+import { attachPlan, attachWorkload, checkWorkload, detachWorkload, resolveWorkloadLink, workloadInterfaceName, WorkloadLinkError } from '../src/dataplane/workload-link.js'
+
+const exec = promisify(execFile)
+const skip = process.getuid?.() !== 0 ? 'needs root for network namespaces' : false
+
+async function sh(...argv: string[]): Promise<string> {
+  return (await exec(argv[0]!, argv.slice(1), { timeout: 10_000 })).stdout
+}
+
+async function succeeds(...argv: string[]): Promise<boolean> {
+  return sh(...argv).then(
+    () => true,
+    () => false,
+  )
+}
+
+const tag = `${process.pid.toString(36)}${randomBytes(2).toString('hex')}`
+const made: string[] = []
+async function netns(role: string): Promise<string> {
+  const name = `fn-wl-${tag}-${role}`
+  made.push(name)
+  await sh('ip', 'netns', 'add', name)
+  return name
+}
+
+describe('workload link', { skip }, () => {
+  let host: string
+  let w1: string
+  let w2: string
+  const link1 = () => ({ netns: w1, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w1`), addresses: ['10.200.1.2/32', 'fd00:200::2/128'], mtu: 1400 })
+  const link2 = () => ({ netns: `/run/netns/${w2}`, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w2`), addresses: ['10.200.1.3'] })
+
+  before(async () => {
+    host = await netns('h')
+    w1 = await netns('w1')
+    w2 = await netns('w2')
+    await sh('ip', '-n', host, 'link', 'set', 'lo', 'up')
+    await sh('ip', '-n', host, 'addr', 'add', '10.200.0.1/32', 'dev', 'lo')
+    await sh('ip', 'netns', 'exec', host, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.forwarding=1')
+  })
+
+  after(async () => {
+    for (const name of made) await sh('ip', 'netns', 'del', name).catch(() => undefined)
+  })
+
+  it('checks its input before touching the kernel', () => {
+    assert.throws(() => resolveWorkloadLink({ netns: 'x', hostIfname: 'way-too-long-name0', addresses: ['10.0.0.1/32'] }), InvalidArgumentError)
+    assert.throws(() => resolveWorkloadLink({ netns: 'x', hostIfname: 'a', addresses: ['10.0.0.0/24'] }), /must be one address with a host mask/)
+    assert.throws(() => resolveWorkloadLink({ netns: 'x', hostIfname: 'a', addresses: [] }), /at least one address/)
+    assert.throws(() => resolveWorkloadLink({ netns: 'rel/path', hostIfname: 'a', addresses: ['10.0.0.1'] }), /absolute path/)
+    assert.equal(workloadInterfaceName('x/a').length, 15)
+    assert.equal(workloadInterfaceName('x/a'), workloadInterfaceName('x/a'))
+    assert.notEqual(workloadInterfaceName('x/a'), workloadInterfaceName('x/b'))
+  })
+
+  it('plans Calico-style gateway routes in the workload and a host route per address', () => {
+    const plan = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3', 'fd00::3'] })).map((c) => `${c.where}: ${c.argv.join(' ')}`)
+    assert.ok(plan.includes('workload: ip route replace 169.254.1.1 dev eth0 scope link'))
+    assert.ok(plan.includes('workload: ip route replace default via 169.254.1.1 dev eth0'))
+    assert.ok(plan.includes('workload: ip -6 route replace default via fe80::1 dev eth0'))
+    assert.ok(plan.includes('host: ip route replace 10.1.2.3/32 dev fnwx scope link'))
+    assert.ok(plan.includes('host: ip -6 route replace fd00::3/128 dev fnwx'))
+    assert.ok(plan.includes('host: sysctl -q -w net.ipv4.conf.fnwx.proxy_arp=1'))
+  })
+
+  it('attaches two workloads (by name and by path) that reach each other and the host, over IPv4 and IPv6', async () => {
+    await attachWorkload(link1())
+    await attachWorkload(link2())
+    assert.deepEqual(await checkWorkload(link1()), { ok: true, problems: [] })
+    assert.deepEqual(await checkWorkload(link2()), { ok: true, problems: [] })
+    const eth0 = JSON.parse(await sh('ip', '-n', w1, '-j', 'addr', 'show', 'dev', 'eth0')) as { mtu: number }[]
+    assert.equal(eth0[0]?.mtu, 1400)
+    assert.ok(await succeeds('ip', 'netns', 'exec', w1, 'ping', '-c1', '-W2', '10.200.1.3'), 'w1 -> w2 over IPv4')
+    assert.ok(await succeeds('ip', 'netns', 'exec', w2, 'ping', '-c1', '-W2', '10.200.0.1'), 'w2 -> host')
+    assert.ok(await succeeds('ip', 'netns', 'exec', host, 'ping', '-c1', '-W2', '-I', '10.200.0.1', '10.200.1.2'), 'host -> w1')
+    // w2 has no IPv6 address: reach w1's IPv6 address from the host instead.
+    assert.ok(await succeeds('ip', 'netns', 'exec', host, 'ping', '-6', '-c1', '-W2', 'fd00:200::2'), 'host -> w1 over IPv6')
+  })
+
+  it('refuses to attach over an existing host interface and leaves it alone', async () => {
+    await assert.rejects(attachWorkload(link1()), (err: unknown) => err instanceof WorkloadLinkError && /exists already/.test(err.message))
+    assert.deepEqual(await checkWorkload(link1()), { ok: true, problems: [] })
+  })
+
+  it('reports what is missing: routes, addresses, the neighbour entry', async () => {
+    await sh('ip', '-n', w1, 'route', 'del', 'default')
+    await sh('ip', '-n', w1, 'neigh', 'del', '169.254.1.1', 'dev', 'eth0')
+    await sh('ip', '-n', w1, 'addr', 'del', 'fd00:200::2/128', 'dev', 'eth0')
+    await sh('ip', '-n', host, 'route', 'del', '10.200.1.3/32')
+    const c1 = await checkWorkload(link1())
+    assert.equal(c1.ok, false)
+    assert.deepEqual(c1.problems.map((p) => `${p.side} ${p.what}: ${p.detail}`), [
+      'workload address: fd00:200::2/128 is not on eth0',
+      'workload route: no route default via 169.254.1.1 dev eth0',
+      'workload neighbor: no permanent neighbour 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee on eth0',
+    ])
+    const c2 = await checkWorkload(link2())
+    assert.deepEqual(c2.problems.map((p) => `${p.side} ${p.what}: ${p.detail}`), [`host route: no route 10.200.1.3/32 dev ${link2().hostIfname}`])
+    // The kernel drops every IPv4 route through an interface that loses its last IPv4 address.
+    await sh('ip', '-n', w2, 'addr', 'del', '10.200.1.3/32', 'dev', 'eth0')
+    assert.deepEqual((await checkWorkload(link2())).problems.map((p) => `${p.side} ${p.what}: ${p.detail}`), [
+      `host route: no route 10.200.1.3/32 dev ${link2().hostIfname}`,
+      'workload address: 10.200.1.3/32 is not on eth0',
+      'workload route: no route 169.254.1.1 dev eth0 scope link',
+      'workload route: no route default via 169.254.1.1 dev eth0',
+      'workload neighbor: no permanent neighbour 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee on eth0',
+    ])
+  })
+
+  it('detaches, and detaching again or from a vanished namespace is fine', async () => {
+    assert.deepEqual(await detachWorkload(link1()), { removed: true })
+    assert.equal(await succeeds('ip', '-n', w1, 'link', 'show', 'dev', 'eth0'), false, 'the workload end went with the host end')
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', link1().hostIfname), false)
+    assert.deepEqual(await detachWorkload(link1()), { removed: false })
+    const c = await checkWorkload(link1())
+    assert.deepEqual(c.problems.map((p) => p.what), ['host-interface', 'workload-interface'])
+    await sh('ip', 'netns', 'del', w2)
+    assert.deepEqual(await detachWorkload(link2()), { removed: false }, 'the pair died with the workload namespace')
+    assert.deepEqual(await detachWorkload({ ...link2(), hostNetns: `fn-wl-${tag}-gone` }), { removed: false })
+  })
+
+  it('rolls back when a later step fails: no host interface is left behind', async () => {
+    const w3 = await netns('w3')
+    const spec = { netns: w3, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w3`), addresses: ['10.200.1.4/32'] }
+    // The veth pair is made first; the sysctl step after it cannot run.
+    await assert.rejects(attachWorkload(spec, { sysctlPath: '/nonexistent/sysctl' }), (err: unknown) => err instanceof WorkloadLinkError && /not installed/.test(err.message))
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
+    assert.equal(await succeeds('ip', '-n', w3, 'link', 'show', 'dev', 'eth0'), false)
+    await assert.rejects(attachWorkload({ ...spec, netns: `fn-wl-${tag}-missing` }), WorkloadLinkError)
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
+  })
+
+  it('does not delete a host interface of that name that is not a veth', async () => {
+    await sh('ip', '-n', host, 'link', 'add', 'fnwbridge', 'type', 'bridge')
+    await assert.rejects(detachWorkload({ hostNetns: host, hostIfname: 'fnwbridge' }), /is a bridge, not a workload veth/)
+    assert.ok(await succeeds('ip', '-n', host, 'link', 'show', 'dev', 'fnwbridge'))
+  })
+})
