@@ -17,10 +17,15 @@ fi
 # and redis-cli (package redis-tools). WireGuard: the kernel backend drives devices with `wg`
 # (wireguard-tools) and `ip` (iproute2), and runs wireguard-go where there is no kernel module;
 # wireguard-go is also the reference peer in the tests. The TUN tests answer a real `ping`
-# (iputils-ping). Installed only when a binary is missing.
+# (iputils-ping). test/systemd-unit.test.mjs checks the agent's unit with systemd-analyze
+# (systemd). Workload links and the lab set per-interface sysctls (procps); the lab tests drop
+# flows with nft (nftables). Policy enforcement applies its table with nft, cuts connections a
+# policy change denies with conntrack (conntrack), and reads its flow log from an NFLOG group
+# with tcpdump (tcpdump). Installed only when a binary is missing.
 missing_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
-  wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2 ping:iputils-ping; do
+  wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2 ping:iputils-ping \
+  systemd-analyze:systemd sysctl:procps nft:nftables conntrack:conntrack tcpdump:tcpdump; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
 done
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then

@@ -12,10 +12,28 @@ import { endpointCommand, ipamCommand, nodeCommand } from './inventory-commands.
 import { policyCommand } from './policy-commands.js'
 import { wgCommand } from './wg-commands.js'
 import { DiffFoundError } from './policy-store-commands.js'
+import { addEndpointLabelCommand, namespaceCommand } from './label-commands.js'
+import { addPolicyStatusCommand } from './policy-status-command.js'
+import { agentCommand } from './agent-commands.js'
+import { flowsCommand, statusCommand } from './status-commands.js'
+import { labCommand } from './lab-commands.js'
 
 export const VERSION = '0.1.0'
 
-export function buildProgram(out: Out): Command {
+/** The first word after the program that is not an option: which top-level command runs. */
+function commandWord(argv: readonly string[]): string | undefined {
+  return argv.slice(2).find((a) => !a.startsWith('-'))
+}
+
+/**
+ * `flatnet agent` loads the agent library (its options come from the agent's configuration
+ * table); other commands do not pay for that, so they get a placeholder that only lists it.
+ */
+function agentPlaceholder(): Command {
+  return new Command('agent').description('the per-host agent: joins the overlay and enforces policy on this host (run, cleanup)').allowUnknownOption().helpOption(false)
+}
+
+export function buildProgram(out: Out, agent: Command = agentPlaceholder()): Command {
   const program = new Command('flatnet')
     .description('one flat, encrypted network across VMs, bare-metal hosts and Kubernetes, governed by NetworkPolicy')
     .version(VERSION)
@@ -23,11 +41,16 @@ export function buildProgram(out: Out): Command {
     .showHelpAfterError('(run with --help for usage)')
     .configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
     .exitOverride()
-  program.addCommand(policyCommand(out))
+  program.addCommand(addPolicyStatusCommand(policyCommand(out), out))
   program.addCommand(nodeCommand(out))
-  program.addCommand(endpointCommand(out))
+  program.addCommand(addEndpointLabelCommand(endpointCommand(out), out))
+  program.addCommand(namespaceCommand(out))
   program.addCommand(ipamCommand(out))
   program.addCommand(wgCommand(out))
+  program.addCommand(agent)
+  program.addCommand(statusCommand(out))
+  program.addCommand(flowsCommand(out))
+  program.addCommand(labCommand(out))
   // Every command, however deep, reports through `out` and returns instead of exiting.
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })
@@ -63,7 +86,8 @@ export async function run(argv: readonly string[], out?: Out): Promise<number> {
   const color = argv.includes('--no-color') ? false : undefined
   const o = out ?? terminalOut(color === undefined ? {} : { color })
   try {
-    await buildProgram(o).parseAsync([...argv])
+    const agent = commandWord(argv) === 'agent' ? await agentCommand(o) : undefined
+    await buildProgram(o, agent).parseAsync([...argv])
     return 0
   } catch (err) {
     return reportError(o, err)

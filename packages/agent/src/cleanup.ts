@@ -1,0 +1,47 @@
+/**
+ * `flatnet agent cleanup`: removes what flatnet made on this host, for a host leaving the
+ * network (or a lab run that went wrong). Each step tolerates what is already gone.
+ *
+ *   nftables table inet flatnet ─> the WireGuard interface (its routes go with it)
+ *   ─> the veths of workloads this agent attached ─> with --purge, the state dir
+ */
+import { existsSync, readFileSync, rmSync } from 'node:fs'
+import { join } from 'node:path'
+import { execFile } from 'node:child_process'
+import type { AgentConfig } from './config/types.js'
+import { detachWorkload } from './dataplane/workload-link.js'
+import { WORKLOADS_FILE, type Attachment } from './workloads/workload-manager.js'
+
+function run(argv: readonly string[]): Promise<{ ok: boolean; err: string }> {
+  return new Promise((resolve) => {
+    execFile(argv[0] as string, argv.slice(1), { timeout: 15_000 }, (err, _out, stderr) => resolve({ ok: !err, err: String(stderr).trim() || (err?.message ?? '') }))
+  })
+}
+
+export async function cleanupHost(config: AgentConfig, options: { purge: boolean; table?: string }): Promise<string[]> {
+  const report: string[] = []
+  const table = options.table ?? 'flatnet'
+  const nft = await run(['nft', 'delete', 'table', 'inet', table])
+  report.push(nft.ok ? `removed nftables table inet ${table}` : `nftables table inet ${table}: ${/No such file|does not exist/i.test(nft.err) ? 'not present' : nft.err}`)
+  const link = await run(['ip', 'link', 'del', 'dev', config.wireguard.interfaceName])
+  report.push(link.ok ? `removed interface ${config.wireguard.interfaceName} and its routes` : `interface ${config.wireguard.interfaceName}: not present`)
+  const file = join(config.stateDir, WORKLOADS_FILE)
+  if (existsSync(file)) {
+    let list: Attachment[] = []
+    try {
+      list = JSON.parse(readFileSync(file, 'utf8')) as Attachment[]
+    } catch {
+      report.push(`${file}: unreadable, workload links left as they are`)
+    }
+    for (const a of list) {
+      const r = await detachWorkload({ hostIfname: a.hostIfname }).catch((err: unknown) => ({ removed: false, err }))
+      report.push(r.removed ? `removed workload link ${a.hostIfname} (${a.key})` : `workload link ${a.hostIfname} (${a.key}): not present`)
+    }
+    if (!options.purge) rmSync(file, { force: true })
+  }
+  if (options.purge) {
+    rmSync(config.stateDir, { recursive: true, force: true })
+    report.push(`removed state dir ${config.stateDir} (node key included: this host will join as a new node)`)
+  }
+  return report
+}

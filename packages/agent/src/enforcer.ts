@@ -1,0 +1,19 @@
+/**
+ * What the agent needs from enforcement: apply the compiled policy for this node's endpoints in
+ * one kernel pass, and keep or remove the rules when the agent stops.
+ */
+import type { EndpointRecord, PolicySnapshot } from '@flatnet/policy'
+
+export interface EnforcementReport {
+  /** Rules in the applied ruleset. */
+  readonly rules: number
+  /** Connections cut because the new state no longer allows them. */
+  readonly connectionsCut: number
+}
+
+export interface Enforcer {
+  /** Recognises leftover state of an earlier run; touches nothing before the first apply. */
+  start(): Promise<void>
+  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[]): Promise<EnforcementReport>
+  stop(options: { removeRules: boolean }): Promise<void>
+}

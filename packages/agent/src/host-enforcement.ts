@@ -1,0 +1,96 @@
+/**
+ * The enforcement of a running agent, put together from the parts in enforcement/: the
+ * nftables table, the conntrack cut, and the flow log fed from the table's NFLOG group.
+ *
+ *   configuration ─> ruleset input: failsafe ports, the agent's own overlay and mesh ports
+ *                    (always open for host endpoints), log tag = node name
+ *   local endpoint ─> host endpoint (input/output hooks) or workload (forward hook, with the
+ *                     host side of its veth for anti-spoofing, from the workload manager)
+ */
+import type { Logger } from 'pino'
+import { FlatnetError } from '@flatnet/core'
+import type { EndpointRecord, NftLocalEndpoint, NftPortSpec } from '@flatnet/policy'
+import type { AgentConfig, FailsafePort } from './config/types.js'
+import { createConntrackCutter, createFlowLogReader, createNftEnforcer, createNftTable, FlowLog, type ConntrackCutter, type FlowRecord } from './enforcement/index.js'
+import type { Enforcer } from './enforcer.js'
+import type { FlowSource } from './agent-routes.js'
+
+/** The NFLOG group flatnet's rules log to. */
+export const FLATNET_LOG_GROUP = 17
+
+/** A failsafe entry the enforcement cannot express. */
+export class FailsafeUnsupportedError extends FlatnetError {
+  readonly code = 'ERR_AGENT_FAILSAFE'
+}
+
+function ports(list: readonly FailsafePort[], field: string): NftPortSpec[] {
+  return list.map((p, i) => {
+    if (p.cidr !== '') throw new FailsafeUnsupportedError(`${field}[${i}]: failsafe rules limited to a CIDR are not enforced by this version; remove "cidr" (the port is then open to every address)`)
+    if (p.protocol === 'SCTP') throw new FailsafeUnsupportedError(`${field}[${i}]: failsafe rules are TCP or UDP`)
+    return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', port: p.port }
+  })
+}
+
+function meshPort(config: AgentConfig): number | undefined {
+  const m = /\/tcp\/(\d+)/.exec(config.mesh.listen[0] ?? '')
+  return m ? Number(m[1]) : undefined
+}
+
+/** A log tag from the node name: nft's prefix allows letters, digits, `_`, `.`, `-`, at most 32. */
+function logTag(nodeName: string): string {
+  return `fn.${nodeName.replace(/[^A-Za-z0-9_.-]/g, '_')}`.slice(0, 32)
+}
+
+/** `policy.conntrackCut: false`: existing connections run on until they end by themselves. */
+const keepConnections: ConntrackCutter = {
+  list: async () => [],
+  cut: async () => ({ examined: 0, denied: [], deletions: 0 }),
+}
+
+export interface HostEnforcementComponents {
+  readonly config: AgentConfig
+  readonly log: Logger
+  /** The host side of a workload's veth, when this agent attached it. */
+  readonly hostInterfaceOf?: ((key: string) => string | undefined) | undefined
+}
+
+export function createHostEnforcement(components: HostEnforcementComponents): Enforcer & FlowSource & { hostInterfaceOf: ((key: string) => string | undefined) | undefined } {
+  const { config, log } = components
+  const flowLog = new FlowLog()
+  const reader = createFlowLogReader(flowLog, { group: FLATNET_LOG_GROUP })
+  const failsafe = { inbound: ports(config.policy.failsafe.inbound, 'policy.failsafe.inbound'), outbound: ports(config.policy.failsafe.outbound, 'policy.failsafe.outbound') }
+  const self = {
+    hostInterfaceOf: components.hostInterfaceOf,
+    async start() {
+      try {
+        await inner.start()
+      } catch (err) {
+        // Enforcement does not depend on the flow log: without tcpdump, `flatnet flows` is empty.
+        log.warn({ err: err instanceof Error ? err.message : String(err) }, 'flow log unavailable; enforcement goes on without it')
+      }
+    },
+    apply: (snapshot: Parameters<Enforcer['apply']>[0], local: readonly EndpointRecord[]) => inner.apply(snapshot, local),
+    stop: (options: { removeRules: boolean }) => inner.stop(options),
+    recentFlows(limit: number): FlowRecord[] {
+      return flowLog.recent({ limit })
+    },
+  }
+  const describeLocal = (record: EndpointRecord): NftLocalEndpoint => {
+    const hostInterface = self.hostInterfaceOf?.(record.key)
+    if (hostInterface !== undefined) return { key: record.key, kind: 'workload', hostInterface }
+    return { key: record.key, kind: record.endpoint.kind === 'Pod' ? 'workload' : 'host' }
+  }
+  const inner = createNftEnforcer(
+    { table: createNftTable(), conntrack: config.policy.conntrackCut ? createConntrackCutter() : keepConnections, flowLog, flowLogReader: reader },
+    {
+      ruleset: {
+        failsafe,
+        protectedPorts: { overlayUdpPort: config.wireguard.listenPort, meshTcpPort: meshPort(config) },
+        logPrefixTag: logTag(config.nodeName),
+        logGroup: FLATNET_LOG_GROUP,
+      },
+      describeLocal,
+    },
+  )
+  return self
+}
