@@ -231,7 +231,8 @@ function probeUnit(text, { stateDirectory, out }) {
     .replace(EXEC_START, 'ExecStart=/bin/sh /run/fn-probe.sh')
     .replace(/^StateDirectory=.*$/m, `StateDirectory=${stateDirectory}`) // not the host's /var/lib/flatnet
     .replace(/^Restart=.*$/m, 'Restart=no')
-  unit = unit.replace('[Service]\n', `[Service]\nEnvironment=FN_REPO=${root.replace(/\/$/, '')}\nStandardOutput=file:${out}\nStandardError=file:${out}.err\n`)
+  // The checkout may sit under /tmp (a fresh CI clone), which PrivateTmp hides: bind it in.
+  unit = unit.replace('[Service]\n', `[Service]\nEnvironment=FN_REPO=${root.replace(/\/$/, '')}\nBindReadOnlyPaths=${root.replace(/\/$/, '')}\nStandardOutput=file:${out}\nStandardError=file:${out}.err\n`)
   return unit
 }
 
