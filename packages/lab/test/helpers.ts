@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 
 const exec = promisify(execFile)
@@ -71,4 +72,11 @@ export async function sweep(id: string, stateDir: string): Promise<void> {
   }
   for (const name of await labNamespaces(id)) await sh('ip', 'netns', 'del', name).catch(() => undefined)
   if (existsSync(stateDir)) await rm(stateDir, { recursive: true, force: true })
+}
+
+/** The repository root (where turbo.json lives), found from this compiled file. */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  for (let i = 0; i < 10 && !existsSync(join(dir, 'turbo.json')); i++) dir = dirname(dir)
+  return dir
 }

@@ -4,55 +4,20 @@
  * loader, the incremental compiler and the snapshot's evaluation.
  */
 import assert from 'node:assert/strict'
-import { readFileSync } from 'node:fs'
 import { describe, it } from 'node:test'
-import { parse } from 'yaml'
-import { labelsFromRecord, parseIp, type Protocol } from '@flatnet/core'
+import { labelsFromRecord, parseIp } from '@flatnet/core'
 import { PolicyCompiler, type EndpointObject, type NamespaceObject } from '../src/index.js'
-import { fixture, loadPlain } from './helpers.js'
+import { loadPlain } from './helpers.js'
+import { expectedVerdict, fillPlaceholders, loadConformanceCases, stepsOf } from './conformance-cases.js'
 
-interface Model {
-  namespaces: Record<string, Record<string, string>>
-  pods: Record<string, Record<string, string>>
-  ports: number[]
-  protocols: Protocol[]
-}
-interface Expect {
-  default: 'allow' | 'deny'
-  rules: ({ allow: string } | { deny: string })[]
-}
-interface Step {
-  actions: Record<string, unknown>[]
-  expect: Expect
-}
-interface Case {
-  id: string
-  name: string
-  policies?: unknown[]
-  steps?: Step[]
-  expect?: Expect
-}
-
-const data = parse(readFileSync(fixture('conformance', 'netpol-cases.yaml'), 'utf8'), { maxAliasCount: -1 }) as { model: Model; cases: Case[] }
+const data = loadConformanceCases()
 const model = data.model
-const nsNames = Object.keys(model.namespaces)
-const podNames = Object.keys(model.pods)
+const nsNames = data.namespaces
+const podNames = data.pods
 
 // Pod IPs 10.0.<ns>.<pod>: all inside 0.0.0.0/4, as the {{net4:...}} placeholder assumes.
 function podIp(ns: string, pod: string): string {
   return `10.0.${nsNames.indexOf(ns) + 1}.${podNames.indexOf(pod) + 1}`
-}
-
-function net4(ip: string): string {
-  const first = Number(ip.split('.')[0]) & 0xf0
-  return `${first}.0.0.0/4`
-}
-
-function fillPlaceholders<T>(value: T): T {
-  const text = JSON.stringify(value).replace(/\{\{(host|net4):([a-z]+)\/([a-z]+)\}\}/g, (_, kind: string, ns: string, pod: string) =>
-    kind === 'host' ? `${podIp(ns, pod)}/32` : net4(podIp(ns, pod)),
-  )
-  return JSON.parse(text) as T
 }
 
 function podObject(ns: string, pod: string, labels: Record<string, string>): EndpointObject {
@@ -68,36 +33,6 @@ function podObject(ns: string, pod: string, labels: Record<string, string>): End
 
 function namespaceObject(ns: string, labels: Record<string, string>): NamespaceObject {
   return { kind: 'Namespace', name: ns, labels: labelsFromRecord({ ...labels, 'kubernetes.io/metadata.name': ns }) }
-}
-
-function matchPart(pattern: string, ns: string, pod: string): boolean {
-  if (pattern === '*' || pattern === '*/*') return true
-  if (pattern.includes('/')) {
-    const [pns, ppod] = pattern.split('/')
-    return (pns === '*' || pns === ns) && (ppod === '*' || ppod === pod)
-  }
-  return nsNames.includes(pattern) ? pattern === ns : pattern === pod
-}
-
-function expected(expect: Expect, src: [string, string], dst: [string, string], port: number, protocol: string): boolean {
-  let verdict = expect.default === 'allow'
-  for (const rule of expect.rules) {
-    const allow = 'allow' in rule
-    const pattern = allow ? rule.allow : (rule as { deny: string }).deny
-    const [flow, portProto = '*/*'] = pattern.split(':')
-    const [s, d] = (flow as string).split('->') as [string, string]
-    const [pp, pr] = portProto.split('/') as [string, string]
-    if (!matchPart(s, ...src) || !matchPart(d, ...dst)) continue
-    if (pp !== '*' && Number(pp) !== port) continue
-    if (pr !== '*' && pr !== protocol) continue
-    verdict = allow
-  }
-  return verdict
-}
-
-function stepsOf(c: Case): Step[] {
-  if (c.steps) return c.steps
-  return [{ actions: (c.policies ?? []).map((p) => ({ create: p })), expect: c.expect as Expect }]
 }
 
 describe('NetworkPolicy conformance: the 42 upstream cases, every cell', () => {
@@ -118,7 +53,7 @@ describe('NetworkPolicy conformance: the 42 upstream cases, every cell', () => {
         for (const action of step.actions) {
           const [verb, arg] = Object.entries(action)[0] as [string, Record<string, unknown>]
           if (verb === 'create' || verb === 'update') {
-            const loaded = loadPlain([fillPlaceholders(arg)], `${c.id}.yaml`)
+            const loaded = loadPlain([fillPlaceholders(arg, podIp)], `${c.id}.yaml`)
             assert.equal(loaded.policies.length, 1)
             compiler.upsert(loaded.policies[0]!)
           } else if (verb === 'delete') {
@@ -139,7 +74,7 @@ describe('NetworkPolicy conformance: the 42 upstream cases, every cell', () => {
                 for (const port of model.ports)
                   for (const protocol of model.protocols) {
                     cells++
-                    const want = expected(step.expect, [sns, spod], [dns, dpod], port, protocol)
+                    const want = expectedVerdict(data, step.expect, [sns, spod], [dns, dpod], port, protocol)
                     const got = snapshot.evaluateRefs(`${sns}/${spod}`, `${dns}/${dpod}`, port, protocol).allowed
                     if (want !== got) wrong.push(`${sns}/${spod}->${dns}/${dpod}:${port}/${protocol} want ${want ? 'allow' : 'deny'}`)
                   }
