@@ -88,6 +88,13 @@ export interface AgentStatus {
   readonly refusedNodes: readonly { peerId: string; reason: string }[]
 }
 
+/**
+ * Every peer gets a persistent keepalive. Besides keeping NAT and firewall state, it makes a
+ * node that (re)starts send a handshake to each peer at once: without it, a peer still holding a
+ * session with the node's previous run would send into the void until its own timers gave up.
+ */
+export const PEER_KEEPALIVE_SECONDS = 25
+
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 export class Agent {
@@ -291,7 +298,7 @@ export class Agent {
     const result = await this.publishRecord()
     this.admitted = result.admitted
     this.log.info({ admitted: result.admitted, by: result.admittedBy, blocks: this.blocks, hostAddress: this.hostAddress }, 'node record published')
-    this.watch ??= store.watch({ onEvent: (e) => this.onWatchEvent(e) })
+    this.watch ??= store.watch({ onEvent: (e) => this.onWatchEvent(e), retryMinMs: c.reconnect.minMs, retryMaxMs: c.reconnect.maxMs })
     await this.startMesh()
     await this.publishOwnEndpoints()
   }
@@ -407,7 +414,7 @@ export class Agent {
     const enforced = await this.enforcer.apply(snapshot, own)
     let peerCount = 0
     if (this.plane?.isUp && this.key) {
-      const desired = calculatePeers(this.directory.admitted(), this.key.peerId)
+      const desired = calculatePeers(this.directory.admitted(), this.key.peerId, { persistentKeepalive: PEER_KEEPALIVE_SECONDS })
       const changed = await this.plane.setPeers(desired)
       peerCount = desired.length
       if (changed.set + changed.removed > 0) this.log.info({ set: changed.set, removed: changed.removed, peers: desired.length }, 'WireGuard peers updated')

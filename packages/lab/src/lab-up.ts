@@ -135,7 +135,7 @@ export async function labUp(options: LabUpOptions): Promise<LabUpResult> {
     const socket = join(redisDir, 'redis.sock')
     await builder.startProcess({
       name: 'redis',
-      argv: ['redis-server', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', redisDir, '--save', '', '--appendonly', 'no'],
+      argv: ['redis-server', '--port', '0', '--unixsocket', socket, '--unixsocketperm', '700', '--dir', redisDir, '--save', '', '--appendonly', 'yes', '--appendfsync', 'everysec'],
     })
     const redisUrl = `unix://${socket}`
     builder.setEnv({ FLATNET_REDIS_URL: redisUrl })

@@ -23,6 +23,9 @@ export type WatchEvent =
 export interface WatchOptions {
   readonly kinds?: readonly StoreKind[]
   readonly onEvent: (event: WatchEvent) => void
+  /** Backoff between attempts after a lost connection (WATCH_DEFAULTS.retryMinMs/retryMaxMs). */
+  readonly retryMinMs?: number | undefined
+  readonly retryMaxMs?: number | undefined
 }
 
 export const WATCH_DEFAULTS = Object.freeze({
@@ -119,7 +122,9 @@ export class StoreWatch {
   }
 
   private async run(): Promise<void> {
-    let retryMs: number = WATCH_DEFAULTS.retryMinMs
+    const retryMinMs = this.options.retryMinMs ?? WATCH_DEFAULTS.retryMinMs
+    const retryMaxMs = this.options.retryMaxMs ?? WATCH_DEFAULTS.retryMaxMs
+    let retryMs: number = retryMinMs
     while (!this.stopped) {
       if (this.paused) {
         this.paused.parked()
@@ -129,12 +134,12 @@ export class StoreWatch {
       try {
         if (this.needResync) await this.resync()
         await this.tail()
-        retryMs = WATCH_DEFAULTS.retryMinMs
+        retryMs = retryMinMs
       } catch (err) {
         if (this.stopped) break
         this.emit({ type: 'error', error: err as Error, retryInMs: retryMs })
         await new Promise((r) => setTimeout(r, retryMs))
-        retryMs = Math.min(retryMs * 2, WATCH_DEFAULTS.retryMaxMs)
+        retryMs = Math.min(retryMs * 2, retryMaxMs)
         // After a break, make sure the store did not go back while we were away.
         await this.checkRegression().catch(() => undefined)
       }
