@@ -163,7 +163,13 @@ describe('relay fallback of the WireGuard data plane', { skip }, () => {
     ].join('\n')
     await runWithStdin(['ip', 'netns', 'exec', nodes.a.ns, 'nft', '-f', '-'], ruleset)
     assert.equal(await pingOnce(nodes.a.ns, nodes.b.underlay), false, 'the underlay between A and B is cut')
-    await pingUntil(nodes.a.ns, overlay.b, async () => (await statusOf('a', 'b')).peer?.viaRelay === true, 45_000, 'A to send to B over the relay')
+    await pingUntil(
+      nodes.a.ns,
+      overlay.b,
+      async () => (await statusOf('a', 'b')).peer?.viaRelay === true && (await statusOf('b', 'a')).peer?.viaRelay === true,
+      45_000,
+      'A and B to send to each other over the relay',
+    )
     // Several pings in a row, all through R.
     for (let i = 0; i < 5; i++) assert.ok(await pingOnce(nodes.a.ns, overlay.b), `ping ${i} over the relay`)
     const a = await statusOf('a', 'b')

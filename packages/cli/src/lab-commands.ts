@@ -79,11 +79,11 @@ export function labCommand(out: Out): Command {
       const rows = results.map((r) => [
         `${r.from} -> ${r.to} ${r.port}/${r.protocol}`,
         r.allowed ? paint(out, 'green', 'allowed') : paint(out, 'red', 'denied'),
-        r.expected === undefined ? '' : r.expected === r.allowed ? 'as policy says' : paint(out, 'yellow', `policy says ${r.expected ? 'allowed' : 'denied'}`),
+        r.from === r.to ? 'loopback (not enforced)' : r.expected === undefined ? '' : r.expected === r.allowed ? 'as policy says' : paint(out, 'yellow', `policy says ${r.expected ? 'allowed' : 'denied'}`),
         r.probe.result,
       ])
       out.write(table(rows, ['FLOW', 'MEASURED', 'EXPECTED', 'RESULT']))
-      const mismatched = results.filter((r) => r.expected !== undefined && r.expected !== r.allowed).length
+      const mismatched = results.filter((r) => r.from !== r.to && r.expected !== undefined && r.expected !== r.allowed).length
       out.write(`${results.length} flows, ${results.filter((r) => r.allowed).length} allowed${mismatched > 0 ? `, ${mismatched} differ from policy` : ''}`)
     })
   return lab

@@ -55,6 +55,21 @@ export async function labDown(options: LabDownOptions = {}): Promise<LabDownResu
   const present = new Set(listed)
   // Workloads first, the underlay last: the reverse of the order they were made in.
   const toDelete = [...recorded.reverse(), ...listed.filter((n) => n.startsWith(prefix) && !recorded.includes(n))].filter((n) => present.has(n))
+  // Whatever still runs inside the lab's namespaces was started by the lab or its agents (e.g. a
+  // flow-log reader whose agent was killed): it goes with them, or it would outlive its namespace.
+  let leftovers = 0
+  for (const name of toDelete) {
+    const pids = (await runCommand(['ip', 'netns', 'pids', name], { allowFail: true })).stdout.split('\n').filter((l) => /^\d+$/.test(l.trim()))
+    for (const pid of pids) {
+      try {
+        process.kill(Number(pid), 'SIGKILL')
+        leftovers++
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+  if (leftovers > 0) progress({ step: 'down', message: `stopped ${leftovers} leftover process${leftovers === 1 ? '' : 'es'} inside the lab's namespaces` })
   const netnsDeleted: string[] = []
   for (const name of toDelete) {
     const r = await runCommand(['ip', 'netns', 'del', name], { allowFail: true })

@@ -27,7 +27,7 @@ import { OutsidePath } from './receive.js'
 import { RelayLinks, type RelayLink, type RelayLinkStats } from './relay-path.js'
 import { PROTOCOL_TIMER_DURATIONS, type TimerAction, type TimerDurations } from './timers.js'
 import { REKEY_AFTER_MESSAGES } from './constants.js'
-import { HANDSHAKE_BURST_PER_IP, HANDSHAKES_PER_SECOND_PER_IP, QUEUE_HANDSHAKE_SIZE, RELAY_DIRECT_PROBE_INTERVAL_MS, UNDER_LOAD_AFTER_TIME_MS, UNDER_LOAD_QUEUE_FRACTION } from './tuning.js'
+import { HANDSHAKE_BURST_PER_IP, HANDSHAKES_PER_SECOND_PER_IP, QUEUE_HANDSHAKE_SIZE, RELAY_AFTER_HANDSHAKE_RETRANSMITS, RELAY_DIRECT_PROBE_INTERVAL_MS, UNDER_LOAD_AFTER_TIME_MS, UNDER_LOAD_QUEUE_FRACTION } from './tuning.js'
 import type { TunDevice } from './tun.js'
 import { encodeAddr, formatAddr, type UdpSocket } from './udp.js'
 
@@ -318,7 +318,7 @@ export class Device implements DeviceContext {
   }
 
   /**
-   * A handshake on the direct path went unanswered (a retransmit is due), or data went out and
+   * Handshakes on the direct path went unanswered (RELAY_AFTER_HANDSHAKE_RETRANSMITS retransmits), or data went out and
    * nothing came back in time (a new handshake is due): when the peer has a relay link, the
    * handshake goes there instead, and the direct path is probed from now on.
    */
@@ -349,7 +349,7 @@ export class Device implements DeviceContext {
       for (const action of due) {
         switch (action) {
           case 'retransmit-handshake':
-            this.fallBackToRelay(peer, now)
+            if (peer.timers.handshakeAttempts >= RELAY_AFTER_HANDSHAKE_RETRANSMITS) this.fallBackToRelay(peer, now)
             this.sendHandshakeInitiation(peer, now, true)
             break
           case 'give-up-handshake':

@@ -36,7 +36,13 @@ export const HANDSHAKE_BURST_PER_IP = 5
 export const MAX_PEERS = 1 << 16
 
 /**
- * Relay fallback (relay-path.ts). While a peer is relayed, its direct endpoint is probed with a
+ * Relay fallback (relay-path.ts): a peer moves to its relay link once this many handshake
+ * retransmits went unanswered on the direct path (one lost initiation, e.g. to a peer that is
+ * still being configured, is not enough), or at once when data got no answer in time.
+ */
+export const RELAY_AFTER_HANDSHAKE_RETRANSMITS = 2
+/**
+ * While a peer is relayed, its direct endpoint is probed with a
  * keepalive this often; the first authenticated packet that arrives there moves it back.
  */
 export const RELAY_DIRECT_PROBE_INTERVAL_MS = 5_000
