@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { labDown, labUp, loadTopology, type LabUpResult } from '../src/index.js'
+import { labDown, labUp, loadTopology, readLabState, type LabUpResult } from '../src/index.js'
 import { repoRoot, skipReason, tempStateDir, uniqueLabId } from './helpers.js'
 
 const FLATNET = join(repoRoot(), 'packages', 'cli', 'bin', 'flatnet.js')
@@ -127,5 +127,26 @@ describe('the flatnet CLI against a running lab', { skip: skipReason, timeout: 1
     assert.equal(bad.code, 2, bad.stdout)
     const ep = await flatnet('endpoint', 'label', 'data/postgres', 'tier=db')
     assert.equal(ep.code, 0, ep.stderr)
+  })
+
+  it('leaves its rules in place when stopped (SIGTERM), and agent cleanup removes what flatnet made on the host', async () => {
+    const state = readLabState(stateDir)!
+    const agent = state.processes.find((p) => p.name === 'agent vm')!
+    const host = state.hosts.find((h) => h.name === 'vm')!
+    const workload = state.endpoints.find((e) => e.host === 'vm' && e.role === 'workload')!
+    const inHost = (...argv: string[]) => new Promise<{ code: number; out: string }>((resolve) => {
+      execFile('ip', ['netns', 'exec', host.netns, ...argv], { env, timeout: 30_000 }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, out: String(stdout) + String(stderr) }))
+    })
+    process.kill(agent.pid!, 'SIGTERM')
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline && (await inHost('kill', '-0', String(agent.pid))).code === 0) await new Promise((r) => setTimeout(r, 100))
+    assert.equal((await inHost('nft', 'list', 'table', 'inet', 'flatnet')).code, 0, 'the ruleset outlives the agent')
+    assert.equal((await inHost('ip', 'link', 'show', 'dev', workload.hostIfname!)).code, 0)
+    const cleanup = await inHost(process.execPath, FLATNET, 'agent', 'cleanup', '--config', join(stateDir, 'agents', 'vm', 'agent.yaml'))
+    assert.equal(cleanup.code, 0, cleanup.out)
+    assert.match(cleanup.out, /removed nftables table inet flatnet/)
+    assert.match(cleanup.out, new RegExp(`removed workload link ${workload.hostIfname}`))
+    assert.notEqual((await inHost('nft', 'list', 'table', 'inet', 'flatnet')).code, 0, 'the table is gone')
+    assert.notEqual((await inHost('ip', 'link', 'show', 'dev', workload.hostIfname!)).code, 0, 'the workload link is gone')
   })
 })
