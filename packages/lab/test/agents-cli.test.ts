@@ -6,7 +6,8 @@
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { connectRedis, FlatnetStore } from '@flatnet/store'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { labDown, labUp, loadTopology, readLabState, type LabUpResult } from '../src/index.js'
@@ -127,6 +128,42 @@ describe('the flatnet CLI against a running lab', { skip: skipReason, timeout: 1
     assert.equal(bad.code, 2, bad.stdout)
     const ep = await flatnet('endpoint', 'label', 'data/postgres', 'tier=db')
     assert.equal(ep.code, 0, ep.stderr)
+  })
+
+  it('serves Prometheus metrics and health on its local port, inside the host\'s namespace', async () => {
+    const host = readLabState(stateDir)!.hosts.find((h) => h.name === 'k8s-node')!
+    const fetchIn = (path: string) =>
+      new Promise<string>((resolve, reject) => {
+        const script = `fetch('http://127.0.0.1:9469${path}').then(async (r) => process.stdout.write(r.status + '\\n' + (await r.text())))`
+        execFile('ip', ['netns', 'exec', host.netns, process.execPath, '-e', script], { timeout: 15_000 }, (err, stdout) => (err ? reject(err) : resolve(String(stdout))))
+      })
+    const metrics = await fetchIn('/metrics')
+    assert.match(metrics, /^200\n/)
+    assert.match(metrics, /^flatnet_policy_applied_revision\{node="k8s-node"\} [1-9]\d*$/m)
+    assert.match(metrics, /^flatnet_wireguard_peers\{node="k8s-node"\} 2$/m)
+    assert.match(metrics, /^flatnet_store_connected\{node="k8s-node"\} 1$/m)
+    assert.match(await fetchIn('/readyz'), /^200\n/)
+  })
+
+  it('re-reads its configuration on SIGHUP: new host endpoint labels reach the store', async () => {
+    const state = readLabState(stateDir)!
+    const agent = state.processes.find((p) => p.name === 'agent baremetal')!
+    const file = join(stateDir, 'agents', 'baremetal', 'agent.yaml')
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/role: bastion/, 'role: bastion\n    reloaded: "yes"'))
+    process.kill(agent.pid!, 'SIGHUP')
+    const store = new FlatnetStore({ redis: connectRedis(lab.redisUrl), where: 'lab' }, { cluster: 'default' })
+    try {
+      const deadline = Date.now() + 5_000
+      let labels: Record<string, string> = {}
+      while (Date.now() < deadline) {
+        labels = ((await store.get('Endpoint', 'hosts/baremetal'))?.value as { metadata: { labels: Record<string, string> } }).metadata.labels
+        if (labels.reloaded === 'yes') break
+        await new Promise((r) => setTimeout(r, 100))
+      }
+      assert.deepEqual(labels, { role: 'bastion', reloaded: 'yes' })
+    } finally {
+      await store.close()
+    }
   })
 
   it('leaves its rules in place when stopped (SIGTERM), and agent cleanup removes what flatnet made on the host', async () => {
