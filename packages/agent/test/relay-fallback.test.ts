@@ -11,60 +11,10 @@ import { after, before, describe, it } from 'node:test'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { generatePrivateKeyBase64, publicKeyFromPrivateKey } from '@flatnet/wireguard'
-import { kernelSkipReason, Namespaces, Processes, run, uniqueName } from '@flatnet/wireguard/testing'
-import { createInterface } from 'node:readline'
-import type { ChildProcess } from 'node:child_process'
+import { kernelSkipReason, Namespaces, Processes, RpcClient, run, uniqueName } from '@flatnet/wireguard/testing'
 
 const WORKER = fileURLToPath(new URL('./relay-node-worker.js', import.meta.url))
 const skip = kernelSkipReason()
-
-class Worker {
-  private nextId = 1
-  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>()
-
-  constructor(
-    readonly name: string,
-    private readonly child: ChildProcess & { output: () => string },
-  ) {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      let msg: { id: number; ok: boolean; result?: unknown; error?: string }
-      try {
-        msg = JSON.parse(line) as typeof msg
-      } catch {
-        return
-      }
-      const p = this.pending.get(msg.id)
-      this.pending.delete(msg.id)
-      if (msg.ok) p?.resolve(msg.result)
-      else p?.reject(new Error(`${name}: ${msg.error}`))
-    })
-    child.once('close', () => {
-      for (const p of this.pending.values()) p.reject(new Error(`${name} exited:\n${child.output().slice(-3000)}`))
-      this.pending.clear()
-    })
-  }
-
-  call<T>(cmd: string, args: object = {}, ms = 15_000): Promise<T> {
-    const id = this.nextId++
-    return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id)
-        reject(new Error(`${this.name}: ${cmd} took over ${ms} ms\n${this.child.output().slice(-3000)}`))
-      }, ms)
-      this.pending.set(id, {
-        resolve: (v) => {
-          clearTimeout(timer)
-          resolve(v as T)
-        },
-        reject: (e) => {
-          clearTimeout(timer)
-          reject(e)
-        },
-      })
-      this.child.stdin!.write(`${JSON.stringify({ id, cmd, args })}\n`)
-    })
-  }
-}
 
 interface PeerStatusView {
   peer: { viaRelay?: boolean; latestHandshake?: string } | undefined
@@ -90,7 +40,7 @@ async function pingUntil(ns: string, target: string, cond: () => Promise<boolean
 describe('relay fallback of the WireGuard data plane', { skip }, () => {
   const spaces = new Namespaces()
   const procs = new Processes()
-  const nodes: Record<'a' | 'b' | 'r', { ns: string; worker: Worker; peerId: string; underlay: string }> = {} as never
+  const nodes: Record<'a' | 'b' | 'r', { ns: string; worker: RpcClient; peerId: string; underlay: string }> = {} as never
   const wgKeys = { a: generatePrivateKeyBase64(), b: generatePrivateKeyBase64() }
   const wgPub = { a: publicKeyFromPrivateKey(wgKeys.a), b: publicKeyFromPrivateKey(wgKeys.b) }
   const overlay = { a: '10.200.0.1', b: '10.200.0.2' }
@@ -112,7 +62,7 @@ describe('relay fallback of the WireGuard data plane', { skip }, () => {
       await run('ip', ['-n', ns, 'address', 'add', `${underlay}/24`, 'dev', host])
       await run('ip', ['-n', ns, 'link', 'set', host, 'up'])
       const child = procs.spawn('ip', ['netns', 'exec', ns, process.execPath, WORKER], { stdin: true })
-      const worker = new Worker(name, child)
+      const worker = new RpcClient(child, child.output)
       const wg =
         name === 'r'
           ? undefined

@@ -4,11 +4,11 @@
  * createRelayBinding. Driven by one JSON request per stdin line, one answer per stdout line.
  */
 import '@flatnet/mesh'
-import { createInterface } from 'node:readline'
 import { createMeshNode, type MeshNode } from '@flatnet/mesh'
 import { signNodeRecord } from '@flatnet/store'
 import { UserspaceBackend } from '@flatnet/wireguard'
 import { privateKeyFromProtobuf } from '@libp2p/crypto/keys'
+import { serveRpc, type Handlers } from '@flatnet/wireguard/testing'
 import { createRelayBinding, type RelayBinding } from '../src/index.js'
 
 interface StartArgs {
@@ -27,7 +27,7 @@ let binding: RelayBinding | undefined
 // within seconds, where the protocol's own durations would take tens of seconds.
 const TEST_TIMERS = { rekeyTimeoutMs: 1_000, keepaliveTimeoutMs: 1_000 }
 
-const handlers: Record<string, (args: never) => unknown> = {
+const handlers: Handlers = {
   async start(args: StartArgs) {
     const privateKey = privateKeyFromProtobuf(Buffer.from(args.nodeKey, 'base64'))
     if (args.wg) {
@@ -90,17 +90,5 @@ async function stop(): Promise<void> {
   await wg?.down().catch(() => undefined)
 }
 
-createInterface({ input: process.stdin })
-  .on('line', (line) => {
-    const req = JSON.parse(line) as { id: number; cmd: string; args?: unknown }
-    void (async () => {
-      const h = handlers[req.cmd]
-      if (!h) throw new Error(`unknown command ${req.cmd}`)
-      return (h as (a: unknown) => unknown)(req.args ?? {})
-    })().then(
-      (result) => process.stdout.write(`${JSON.stringify({ id: req.id, ok: true, result: result ?? null })}\n`),
-      (err: unknown) => process.stdout.write(`${JSON.stringify({ id: req.id, ok: false, error: err instanceof Error ? (err.stack ?? err.message) : String(err) })}\n`),
-    )
-  })
-  .on('close', () => void stop().finally(() => process.exit(0)))
+serveRpc(handlers, () => void stop().finally(() => process.exit(0)))
 process.on('SIGTERM', () => void stop().finally(() => process.exit(0)))
