@@ -21,7 +21,7 @@ import { URL } from 'node:url'
 const root = new URL('..', import.meta.url).pathname
 const unitPath = join(root, 'systemd', 'flatnet-agent.service')
 const unitText = readFileSync(unitPath, 'utf8')
-const EXEC_START = 'ExecStart=/usr/local/bin/flatnet agent --config /etc/flatnet/agent.yaml'
+const EXEC_START = 'ExecStart=/usr/local/bin/flatnet agent run --config /etc/flatnet/agent.yaml'
 const cli = join(root, 'packages', 'cli', 'bin', 'flatnet.js')
 
 const work = mkdtempSync(join(tmpdir(), 'fn-systemd-unit-'))
@@ -37,7 +37,7 @@ const analyzeSkip = has('systemd-analyze') ? false : 'systemd-analyze is not ins
 function runnableCopy(text = unitText) {
   const dir = mkdtempSync(join(work, 'unit-'))
   const file = join(dir, 'flatnet-agent.service')
-  writeFileSync(file, text.replace(EXEC_START, `ExecStart=/usr/bin/env node ${cli} agent --config /etc/flatnet/agent.yaml`))
+  writeFileSync(file, text.replace(EXEC_START, `ExecStart=/usr/bin/env node ${cli} agent run --config /etc/flatnet/agent.yaml`))
   return file
 }
 
@@ -112,8 +112,8 @@ describe('systemd/flatnet-agent.service', () => {
   })
 
   it('has the hardening options, each with the value that keeps the agent working', () => {
-    assert.equal(one('CapabilityBoundingSet'), 'CAP_NET_ADMIN')
-    assert.equal(one('AmbientCapabilities'), 'CAP_NET_ADMIN')
+    assert.equal(one('CapabilityBoundingSet'), 'CAP_NET_ADMIN CAP_SETUID CAP_SETGID')
+    assert.equal(one('AmbientCapabilities'), 'CAP_NET_ADMIN CAP_SETUID CAP_SETGID')
     assert.equal(service.get('User'), undefined, 'runs as root, limited by the bounding set')
     const yes = ['NoNewPrivileges', 'ProtectHome', 'PrivateTmp', 'ProtectKernelTunables', 'ProtectKernelModules', 'ProtectKernelLogs', 'ProtectControlGroups', 'ProtectClock', 'ProtectHostname', 'RestrictNamespaces', 'LockPersonality', 'RestrictRealtime', 'RestrictSUIDSGID', 'PrivateIPC', 'PrivateMounts']
     for (const key of yes) assert.equal(one(key), 'yes', key)
@@ -149,7 +149,8 @@ describe('systemd/flatnet-agent.service', () => {
 const PROBE = String.raw`#!/bin/sh
 check() { name=$1; shift; if out=$("$@" 2>&1); then echo "ok $name"; else echo "fail $name: $(echo "$out" | tail -n 3 | tr '\n' ' ')"; fi; }
 refused() { name=$1; want=$2; shift 2; if out=$("$@" 2>&1); then echo "fail $name: allowed"; elif echo "$out" | grep -qi "$want"; then echo "ok $name"; else echo "fail $name: refused for another reason: $out"; fi; }
-check only-cap-net-admin sh -c 'grep -q "^CapEff:	0000000000001000$" /proc/self/status || { grep ^Cap /proc/self/status; exit 1; }'
+check only-cap-net-admin sh -c 'grep -q "^CapEff:	00000000000010c0$" /proc/self/status || { grep ^Cap /proc/self/status; exit 1; }'
+check flow-log-reader sh -c 'timeout 2 tcpdump -i nflog:77 -U -w - >/dev/null 2>"$STATE_DIRECTORY/tcpdump.log"; grep -q "listening on nflog:77" "$STATE_DIRECTORY/tcpdump.log" || cat "$STATE_DIRECTORY/tcpdump.log"'
 check node-jit node -e 'let s = 0; for (let i = 0; i < 1e6; i++) s += i; if (s <= 0) process.exit(1)'
 check ip-forward sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward && test "$(cat /proc/sys/net/ipv4/ip_forward)" = 1'
 check ipv6-forwarding sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding'
@@ -186,7 +187,7 @@ echo done
 `
 
 const PROBE_CHECKS = [
-  'only-cap-net-admin', 'node-jit', 'ip-forward', 'ipv6-forwarding', 'kernel-sysctl-read-only', 'etc-read-only', 'usr-read-only', 'state-dir', 'runtime-dirs', 'tun', 'routes', 'nftables', 'conntrack', 'no-new-namespaces', 'no-mount', 'embedded-redis', 'kernel-backend-wireguard-go', 'userspace-backend',
+  'only-cap-net-admin', 'flow-log-reader', 'node-jit', 'ip-forward', 'ipv6-forwarding', 'kernel-sysctl-read-only', 'etc-read-only', 'usr-read-only', 'state-dir', 'runtime-dirs', 'tun', 'routes', 'nftables', 'conntrack', 'no-new-namespaces', 'no-mount', 'embedded-redis', 'kernel-backend-wireguard-go', 'userspace-backend',
 ]
 
 // PID 1 of the private namespaces: the copied units and the probe go into a private /run, its
