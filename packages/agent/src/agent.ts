@@ -58,6 +58,13 @@ export interface AgentComponents {
   readonly log: Logger
   /** Enforcement of the compiled policy on this host (nftables in production). */
   readonly enforcer: Enforcer
+  /**
+   * Default true. False makes a control-plane-only agent: no WireGuard interface, routes, relay
+   * binding, mesh or workload attachment; it still joins the store (IPAM block, signed node
+   * record, join token), watches, calculates and enforces through `enforcer`, and reports its
+   * applied revision. For scale tests of the control plane on one machine (bench/propagation).
+   */
+  readonly dataPlane?: boolean | undefined
 }
 
 export interface AppliedState {
@@ -95,12 +102,20 @@ export interface AgentStatus {
  */
 export const PEER_KEEPALIVE_SECONDS = 25
 
+/**
+ * The local snapshot is written at most this long after an apply, once for however many applies
+ * came meanwhile (and at stop): writing the whole store to disk after every apply was most of an
+ * agent's CPU under frequent changes. A crash loses at most this much; the store fills it in.
+ */
+export const LOCAL_SNAPSHOT_SAVE_DELAY_MS = 1_000
+
 const delay = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 export class Agent {
   config: AgentConfig
   private readonly log: Logger
   private readonly enforcer: Enforcer
+  private readonly dataPlane: boolean
   private key: NodeKey | undefined
   private wireguardPrivateKey = ''
   private store: FlatnetStore | undefined
@@ -135,6 +150,7 @@ export class Agent {
     this.config = components.config
     this.log = components.log
     this.enforcer = components.enforcer
+    this.dataPlane = components.dataPlane ?? true
     this.scheduler = new ApplyScheduler(() => this.apply(), (err) => this.applyFailed(err))
   }
 
@@ -204,7 +220,7 @@ export class Agent {
   readiness(): { ready: boolean; reasons: string[] } {
     const reasons: string[] = []
     if (!this.applied) reasons.push('no policy state applied yet')
-    if (!this.plane?.isUp) reasons.push('the WireGuard interface is not up yet')
+    if (this.dataPlane && !this.plane?.isUp) reasons.push('the WireGuard interface is not up yet')
     if (!this.admitted) reasons.push('this node is not admitted yet (join token or `flatnet node approve`)')
     return { ready: reasons.length === 0, reasons }
   }
@@ -218,7 +234,10 @@ export class Agent {
     await this.enforcer.start()
     const local = this.safeLoadSnapshot()
     if (local) {
-      // Fail-static after a restart: enforce what was last applied before anything else.
+      // Fail-static after a restart: enforce what was last applied before anything else. Rules
+      // still in the kernel (the agent stopped or crashed, the host did not reboot) are at least
+      // as new as the snapshot, which is saved after them: they stay until the store answers.
+      this.keepKernelRules = await this.enforcer.holdsRules()
       this.mirror.load(local.revision, local.objects)
       this.blocks = [...local.node.blocks]
       this.pools = [...local.node.pools]
@@ -226,7 +245,7 @@ export class Agent {
       this.scheduler.schedule()
       await this.scheduler.idle()
       this.log.info({ revision: local.revision }, 'local snapshot enforced before reaching the store')
-      if (this.hostAddress) await this.bringUpOverlay().catch((err: unknown) => this.log.warn({ err: String(err) }, 'overlay from the local snapshot failed; retrying with the store'))
+      if (this.hostAddress && this.dataPlane) await this.bringUpOverlay().catch((err: unknown) => this.log.warn({ err: String(err) }, 'overlay from the local snapshot failed; retrying with the store'))
     }
     this.background = this.joinLoop()
   }
@@ -292,14 +311,16 @@ export class Agent {
     this.hostAddress = (await ipam.allocate({ node: key.peerId, handle: 'host' })).ip
     this.blocks = await ipam.blocksOf(key.peerId)
     this.pools = (await ipam.pools()).map((p) => p.cidr)
-    this.workloads ??= new WorkloadManager({ store, ipam, ipamNode: key.peerId, nodeName: c.nodeName, stateDir: c.stateDir, mtu: c.wireguard.mtu, log: this.child('workloads') })
-    if (!this.plane?.isUp) await this.bringUpOverlay()
-    else await this.plane.routePools(this.pools)
+    if (this.dataPlane) {
+      this.workloads ??= new WorkloadManager({ store, ipam, ipamNode: key.peerId, nodeName: c.nodeName, stateDir: c.stateDir, mtu: c.wireguard.mtu, log: this.child('workloads') })
+      if (!this.plane?.isUp) await this.bringUpOverlay()
+      else await this.plane.routePools(this.pools)
+    }
     const result = await this.publishRecord()
     this.admitted = result.admitted
     this.log.info({ admitted: result.admitted, by: result.admittedBy, blocks: this.blocks, hostAddress: this.hostAddress }, 'node record published')
     this.watch ??= store.watch({ onEvent: (e) => this.onWatchEvent(e), retryMinMs: c.reconnect.minMs, retryMaxMs: c.reconnect.maxMs })
-    await this.startMesh()
+    if (this.dataPlane) await this.startMesh()
     await this.publishOwnEndpoints()
   }
 
@@ -411,7 +432,10 @@ export class Agent {
     this.policy.update(changes)
     const snapshot = this.policy.commit()
     const own = localEndpoints(snapshot, this.config.nodeName)
-    const enforced = await this.enforcer.apply(snapshot, own)
+    // Until the store has been read, rules left by the previous run win over the local snapshot.
+    const keep = this.keepKernelRules && !this.connected
+    const enforced = keep ? { rules: 0, connectionsCut: 0 } : await this.enforcer.apply(snapshot, own)
+    if (!keep) this.keepKernelRules = false
     let peerCount = 0
     if (this.plane?.isUp && this.key) {
       const desired = calculatePeers(this.directory.admitted(), this.key.peerId, { persistentKeepalive: PEER_KEEPALIVE_SECONDS })
@@ -437,17 +461,8 @@ export class Agent {
     this.afterApply(applied)
   }
 
-  /** Persisting and reporting are best effort: neither may hold back enforcement. */
+  /** Reporting and persisting are best effort: neither may hold back enforcement. */
   private afterApply(applied: AppliedState): void {
-    try {
-      saveLocalSnapshot(this.config.stateDir, {
-        revision: applied.revision,
-        node: { blocks: this.blocks, hostAddress: this.hostAddress, pools: this.pools },
-        objects: this.mirror.list(),
-      })
-    } catch (err) {
-      this.log.warn({ err: String(err) }, 'local snapshot not saved')
-    }
     if (this.store && this.connected) {
       const status = nodePolicyStatusRecord({
         revision: applied.revision,
@@ -458,6 +473,26 @@ export class Agent {
         ...(this.key ? { peerId: this.key.peerId } : {}),
       })
       this.store.setStatus(this.config.nodeName, status).catch((err: unknown) => this.log.debug({ err: String(err) }, 'status report failed'))
+    }
+    this.snapshotSaver ??= setTimeout(() => {
+      this.snapshotSaver = undefined
+      this.saveSnapshot()
+    }, LOCAL_SNAPSHOT_SAVE_DELAY_MS)
+  }
+
+  private snapshotSaver: NodeJS.Timeout | undefined
+  private keepKernelRules = false
+
+  private saveSnapshot(): void {
+    if (!this.applied) return
+    try {
+      saveLocalSnapshot(this.config.stateDir, {
+        revision: this.applied.revision,
+        node: { blocks: this.blocks, hostAddress: this.hostAddress, pools: this.pools },
+        objects: this.mirror.list(),
+      })
+    } catch (err) {
+      this.log.warn({ err: String(err) }, 'local snapshot not saved')
     }
   }
 
@@ -532,6 +567,11 @@ export class Agent {
     await this.background?.catch(() => undefined)
     await this.watch?.stop().catch(() => undefined)
     await this.scheduler.idle()
+    if (this.snapshotSaver) {
+      clearTimeout(this.snapshotSaver)
+      this.snapshotSaver = undefined
+      this.saveSnapshot()
+    }
     this.relayBinding?.stop()
     await this.mesh?.stop().catch(() => undefined)
     await this.plane?.down().catch(() => undefined)

@@ -15,5 +15,7 @@ export interface Enforcer {
   /** Recognises leftover state of an earlier run; touches nothing before the first apply. */
   start(): Promise<void>
   apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[]): Promise<EnforcementReport>
+  /** Whether the kernel holds rules of an earlier run (left in place by a stop or a crash). */
+  holdsRules(): Promise<boolean>
   stop(options: { removeRules: boolean }): Promise<void>
 }

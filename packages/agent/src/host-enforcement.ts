@@ -71,6 +71,7 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
     },
     apply: (snapshot: Parameters<Enforcer['apply']>[0], local: readonly EndpointRecord[]) => inner.apply(snapshot, local),
     stop: (options: { removeRules: boolean }) => inner.stop(options),
+    holdsRules: () => table.exists(),
     recentFlows(limit: number): FlowRecord[] {
       return flowLog.recent({ limit })
     },
@@ -80,8 +81,9 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
     if (hostInterface !== undefined) return { key: record.key, kind: 'workload', hostInterface }
     return { key: record.key, kind: record.endpoint.kind === 'Pod' ? 'workload' : 'host' }
   }
+  const table = createNftTable()
   const inner = createNftEnforcer(
-    { table: createNftTable(), conntrack: config.policy.conntrackCut ? createConntrackCutter() : keepConnections, flowLog, flowLogReader: reader },
+    { table, conntrack: config.policy.conntrackCut ? createConntrackCutter() : keepConnections, flowLog, flowLogReader: reader },
     {
       ruleset: {
         failsafe,

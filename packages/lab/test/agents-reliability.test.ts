@@ -7,7 +7,7 @@
  *   vm (hosts/vm serves 8080, data/postgres)   baremetal (data/cache)   k8s-node (shop/frontend, shop/api)
  */
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -227,6 +227,41 @@ describe('agents in the lab: mixed estate, tiers across hosts, fail-static, rest
     while (!(await reach('data/cache', 'shop/api', 8080))) {
       if (Date.now() > deadline) throw new Error('the overlay to the restarted node did not come back')
       await sleep(200)
+    }
+  })
+
+  it('after a reboot (no rules in the kernel) with Redis unreachable, a restarted agent enforces its local snapshot', async () => {
+    const state = readLabState(stateDir)!
+    const host = state.hosts.find((h) => h.name === 'k8s-node')!
+    const previous = extra[extra.length - 1]!
+    // The snapshot is written within a second of the last apply.
+    await sleep(1_500)
+    previous.kill('SIGKILL')
+    await new Promise((r) => previous.once('exit', r))
+    await store.close()
+    const redis = extra.find((c) => c.spawnargs[0] === 'redis-server')!
+    redis.kill('SIGTERM')
+    await new Promise((r) => redis.once('exit', r))
+    await new Promise<void>((resolve, reject) =>
+      execFile('ip', ['netns', 'exec', host.netns, 'nft', 'delete', 'table', 'inet', 'flatnet'], (err) => (err ? reject(err) : resolve())),
+    )
+    assert.equal(await reach('shop/frontend', 'shop/api', 8080), true, 'no rules: the kernel lets everything through')
+    const agent = state.processes.find((p) => p.name === 'agent k8s-node')!
+    extra.push(spawn('ip', ['netns', 'exec', host.netns, ...agent.cmdline], { stdio: 'ignore' }))
+    const deadline = Date.now() + 15_000
+    while (await reach('shop/frontend', 'shop/api', 8080)) {
+      if (Date.now() > deadline) throw new Error('the local snapshot was not enforced within 15 s')
+      await sleep(100)
+    }
+    const s = await status('k8s-node')
+    assert.equal(s.store.connected, false, 'enforced without the store')
+    // Redis back for the tests after this one.
+    extra.push(spawn(redis.spawnargs[0]!, redis.spawnargs.slice(1), { stdio: 'ignore' }))
+    store = newStore()
+    const back = Date.now() + 15_000
+    while (!(await status('k8s-node')).store.connected) {
+      if (Date.now() > back) throw new Error('the agent did not reach the store again')
+      await sleep(100)
     }
   })
 
