@@ -21,13 +21,20 @@ fi
 # (systemd). Workload links and the lab set per-interface sysctls (procps); the lab tests drop
 # flows with nft (nftables). Policy enforcement applies its table with nft, cuts connections a
 # policy change denies with conntrack (conntrack), and reads its flow log from an NFLOG group
-# with tcpdump (tcpdump). Installed only when a binary is missing.
+# with tcpdump (tcpdump). The Kubernetes syncer's tests make their fake API server's TLS
+# certificate with openssl (openssl). Installed only when a binary is missing.
 missing_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
   wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2 ping:iputils-ping \
-  systemd-analyze:systemd sysctl:procps nft:nftables conntrack:conntrack tcpdump:tcpdump; do
+  systemd-analyze:systemd sysctl:procps nft:nftables conntrack:conntrack tcpdump:tcpdump openssl:openssl \
+  podman:podman runc:runc; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
 done
+# flatnet-cni is tested with podman (CNI backend, runc) running containers from a busybox root
+# filesystem, which needs the static busybox (busybox-static); bench/cni compares with podman's
+# default bridge network, made by the reference plugins (containernetworking-plugins).
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing_pkgs+=(busybox-static)
+[ -x /usr/lib/cni/bridge ] || missing_pkgs+=(containernetworking-plugins)
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "flatnet needs the Debian packages ${missing_pkgs[*]}; install them as root:" >&2

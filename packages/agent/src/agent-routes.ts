@@ -12,6 +12,7 @@ import { FlatnetError } from '@flatnet/core'
 import type { ApiRoutes } from './api/routes.js'
 import { WorkloadRequestError, type AttachRequest } from './workloads/workload-manager.js'
 import type { Agent } from './agent.js'
+import { cniRoutes } from './cni-routes.js'
 
 export interface FlowSource {
   recentFlows(limit: number): unknown[]
@@ -28,6 +29,7 @@ export function agentRoutes(agent: Agent, flows: FlowSource): ApiRoutes {
     return agent.workloads
   }
   return {
+    ...cniRoutes(agent),
     'GET /v1/status': () => agent.status(),
     'GET /v1/flows': (req) => {
       const limit = Math.min(Math.max(Number(req.query.get('limit') ?? 200) || 200, 1), 10_000)

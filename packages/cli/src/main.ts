@@ -17,6 +17,8 @@ import { addPolicyStatusCommand } from './policy-status-command.js'
 import { agentCommand } from './agent-commands.js'
 import { flowsCommand, statusCommand } from './status-commands.js'
 import { labCommand } from './lab-commands.js'
+import { k8sCommand } from './k8s-commands.js'
+import { cniCommand } from './cni-commands.js'
 
 export const VERSION = '0.1.0'
 
@@ -51,6 +53,8 @@ export function buildProgram(out: Out, agent: Command = agentPlaceholder()): Com
   program.addCommand(statusCommand(out))
   program.addCommand(flowsCommand(out))
   program.addCommand(labCommand(out))
+  program.addCommand(k8sCommand(out))
+  program.addCommand(cniCommand(out))
   // Every command, however deep, reports through `out` and returns instead of exiting.
   const configure = (cmd: Command): void => {
     cmd.exitOverride().configureOutput({ writeOut: (s) => out.write(s.trimEnd()), writeErr: (s) => out.error(s.trimEnd()) })

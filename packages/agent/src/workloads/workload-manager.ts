@@ -4,16 +4,17 @@
  *
  *   attach(request) ──> IPAM address for the workload (same handle, same address)
  *                   ──> veth into its netns, address, routes (workload-link.ts)
- *                   ──> the endpoint into the store (labels, ports, node = this node)
+ *                       and, at the same time, the endpoint into the store (labels, ports, node)
  *                   ──> recorded in <stateDir>/workloads.json
  *   detach(key)     ──> the same in reverse; each step tolerates what is already gone
+ *                       (a Pod the Kubernetes syncer owns stays in the store, without addresses)
  *
  * A failed attach undoes the steps it made, so nothing is left behind.
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, type Protocol } from '@flatnet/core'
-import type { FlatnetStore, Ipam } from '@flatnet/store'
+import { checkDns1123Label, checkDns1123Subdomain, checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, type Protocol } from '@flatnet/core'
+import type { FlatnetStore, Ipam, WriteOp } from '@flatnet/store'
 import { attachWorkload, checkWorkload, detachWorkload, workloadInterfaceName } from '../dataplane/workload-link.js'
 
 export const WORKLOADS_FILE = 'workloads.json'
@@ -34,6 +35,18 @@ export interface AttachRequest {
   readonly ports?: readonly WorkloadPort[] | undefined
   /** How policy sees it: a Pod (default) or a HostEndpoint (a VM's or host's service). */
   readonly kind?: 'Pod' | 'HostEndpoint' | undefined
+  /**
+   * Set by CNI requests: the attachment (network, container ID, interface) this workload is
+   * for, which DEL, CHECK and GC name it by. A workload attached for one attachment ID is not
+   * taken over by a request for another while that one's network namespace exists.
+   */
+  readonly attachmentId?: string | undefined
+  /**
+   * Who owns the endpoint's labels and ports: the request (default), or the object already in
+   * the store (`store`: a Pod the Kubernetes syncer wrote; the agent only sets its node and
+   * addresses, and keeps everything else).
+   */
+  readonly labelsFrom?: 'request' | 'store' | undefined
 }
 
 export interface Attachment {
@@ -48,6 +61,11 @@ export interface Attachment {
   readonly ports: readonly WorkloadPort[]
   readonly kind: 'Pod' | 'HostEndpoint'
   readonly attachedAt: string
+  /** The CNI attachment this workload is for (see AttachRequest). */
+  readonly attachmentId?: string | undefined
+  readonly labelsFrom?: 'request' | 'store' | undefined
+  /** The store revision that holds the endpoint as attached: enforced once the agent applied it. */
+  readonly endpointRevision?: number | undefined
 }
 
 /** A workload request the agent cannot act on (bad fields, or a name taken by another netns). */
@@ -67,16 +85,13 @@ export interface WorkloadManagerComponents {
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }
 }
 
-const NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/
-
 function checkRequest(r: AttachRequest): void {
-  for (const [field, v] of [
-    ['namespace', r.namespace],
-    ['name', r.name],
-  ] as const) {
-    if (typeof v !== 'string' || !NAME.test(v)) throw new WorkloadRequestError(`${field} "${String(v)}" must be a DNS label (lower case letters, digits, '-')`)
-  }
+  if (typeof r.namespace !== 'string' || checkDns1123Label(r.namespace)) throw new WorkloadRequestError(`namespace "${String(r.namespace)}" must be a DNS label (lower case letters, digits, '-')`)
+  // Object names as Kubernetes has them (pod names may contain dots).
+  if (typeof r.name !== 'string' || checkDns1123Subdomain(r.name)) throw new WorkloadRequestError(`name "${String(r.name)}" must be a DNS subdomain (lower case letters, digits, '-', '.')`)
   if (typeof r.netns !== 'string' || r.netns === '') throw new WorkloadRequestError('netns is required')
+  if (r.attachmentId !== undefined && (typeof r.attachmentId !== 'string' || r.attachmentId === '')) throw new WorkloadRequestError('attachmentId must be a non-empty string')
+  if (r.labelsFrom !== undefined && r.labelsFrom !== 'request' && r.labelsFrom !== 'store') throw new WorkloadRequestError(`labelsFrom "${String(r.labelsFrom)}" must be request or store`)
   if (r.kind !== undefined && r.kind !== 'Pod' && r.kind !== 'HostEndpoint') throw new WorkloadRequestError(`kind "${String(r.kind)}" must be Pod or HostEndpoint`)
   for (const [k, v] of Object.entries(r.labels ?? {})) {
     const bad = checkLabelKey(k) ?? (typeof v === 'string' ? checkLabelValue(v) : 'must be a string')
@@ -105,6 +120,32 @@ export function workloadEndpointManifest(a: Attachment, nodeName: string): Recor
     spec: { nodeName, containers: [{ name: 'main', ports: a.ports.map((p) => ({ name: p.name, containerPort: p.port, protocol: p.protocol })) }] },
     status: { podIPs: a.ips.map((ip) => ({ ip })) },
   }
+}
+
+/**
+ * The Pod already in the store (the Kubernetes syncer's) with this node and these addresses;
+ * labels, ports and everything else stay as the syncer wrote them. Without one, a Pod with no
+ * labels: the syncer's next write fills them in.
+ */
+export function podManifestOverStored(stored: unknown, a: Attachment, nodeName: string): Record<string, unknown> {
+  const doc = stored as { kind?: unknown; metadata?: Record<string, unknown>; spec?: Record<string, unknown>; status?: Record<string, unknown> } | undefined
+  if (doc?.kind !== 'Pod' || typeof doc.metadata !== 'object' || doc.metadata === null) return workloadEndpointManifest({ ...a, kind: 'Pod' }, nodeName)
+  return {
+    ...doc,
+    metadata: { ...doc.metadata, name: a.name, namespace: a.namespace },
+    spec: { ...(doc.spec ?? {}), nodeName },
+    status: { ...(doc.status ?? {}), podIPs: a.ips.map((ip) => ({ ip })) },
+  }
+}
+
+function storedLabels(stored: unknown): Record<string, string> {
+  const labels = (stored as { metadata?: { labels?: unknown } } | undefined)?.metadata?.labels
+  return typeof labels === 'object' && labels !== null ? { ...(labels as Record<string, string>) } : {}
+}
+
+/** True when a workload's network namespace no longer exists (its container is gone). */
+export function netnsGone(netns: string): boolean {
+  return !existsSync(netns.startsWith('/') ? netns : `/run/netns/${netns}`)
 }
 
 export class WorkloadManager {
@@ -142,6 +183,12 @@ export class WorkloadManager {
     return this.attachments.get(key)
   }
 
+  /** The workload attached for a CNI attachment ID, if any. */
+  byAttachmentId(attachmentId: string): Attachment | undefined {
+    for (const a of this.attachments.values()) if (a.attachmentId === attachmentId) return a
+    return undefined
+  }
+
   private serial<T>(key: string, fn: () => Promise<T>): Promise<T> {
     const prev = this.busy.get(key) ?? Promise.resolve()
     const next = prev.then(fn, fn)
@@ -162,7 +209,17 @@ export class WorkloadManager {
 
   private async doAttach(key: string, r: AttachRequest): Promise<Attachment> {
     const existing = this.attachments.get(key)
-    if (existing) {
+    if (existing && existing.attachmentId !== r.attachmentId) {
+      // Another container under the same name: take over only from one whose namespace is gone
+      // (a container that died without a CNI DEL).
+      if (existing.attachmentId === undefined || r.attachmentId === undefined || !netnsGone(existing.netns)) {
+        throw new WorkloadRequestError(`${key} is already attached${existing.attachmentId ? ` for ${existing.attachmentId}` : ''} to network namespace ${existing.netns}`)
+      }
+      this.c.log.warn({ workload: key, previous: existing.attachmentId, next: r.attachmentId }, 'workload name taken over from an attachment whose network namespace is gone')
+      await detachWorkload({ hostIfname: existing.hostIfname, netns: existing.netns })
+      this.attachments.delete(key)
+      this.save()
+    } else if (existing) {
       if (existing.netns !== r.netns) throw new WorkloadRequestError(`${key} is already attached to network namespace ${existing.netns}`)
       // The same request again (a retried CNI ADD): answer it if the link is whole, else redo it.
       const check = await checkWorkload({ netns: existing.netns, ifname: existing.ifname, hostIfname: existing.hostIfname, addresses: existing.ips, mtu: this.c.mtu }).catch(() => undefined)
@@ -174,7 +231,7 @@ export class WorkloadManager {
     const handle = `workload:${key}`
     const allocation = await this.c.ipam.allocate({ node: this.c.ipamNode, handle })
     const hostIfname = workloadInterfaceName(key)
-    const a: Attachment = {
+    let a: Attachment = {
       key,
       namespace: r.namespace,
       name: r.name,
@@ -186,29 +243,79 @@ export class WorkloadManager {
       ports: [...(r.ports ?? [])],
       kind: r.kind ?? 'Pod',
       attachedAt: new Date().toISOString(),
+      ...(r.attachmentId !== undefined ? { attachmentId: r.attachmentId } : {}),
+      ...(r.labelsFrom !== undefined ? { labelsFrom: r.labelsFrom } : {}),
     }
+    // The link and the endpoint are made at the same time: the apply pass that enforces the
+    // endpoint runs while the veth is being set up, so a caller waiting for both (a CNI ADD
+    // waiting for its policy) waits for the longer, not for the sum. The endpoint names an
+    // address nothing can reach yet, which is harmless; if either fails, both are undone.
     let linked = false
-    try {
-      await attachWorkload({ netns: a.netns, ifname: a.ifname, hostIfname, addresses: a.ips, mtu: this.c.mtu })
+    let stored: unknown
+    let written = false
+    const link = attachWorkload({ netns: a.netns, ifname: a.ifname, hostIfname, addresses: a.ips, mtu: this.c.mtu }).then(() => {
       linked = true
-      await this.c.store.write([{ op: 'put', kind: 'Endpoint', key, value: workloadEndpointManifest(a, this.c.nodeName) }])
-    } catch (err) {
+    })
+    const endpoint = (async () => {
+      let value: Record<string, unknown>
+      if (r.labelsFrom === 'store') {
+        stored = (await this.c.store.get('Endpoint', key))?.value
+        a = { ...a, kind: 'Pod', labels: storedLabels(stored) }
+        value = podManifestOverStored(stored, a, this.c.nodeName)
+      } else value = workloadEndpointManifest(a, this.c.nodeName)
+      // Known before the endpoint is: the apply pass its write triggers must find the host veth.
+      this.attachments.set(key, a)
+      const outcome = await this.c.store.write([{ op: 'put', kind: 'Endpoint', key, value }])
+      written = true
+      a = { ...a, endpointRevision: outcome.revision }
+      this.attachments.set(key, a)
+    })()
+    const failure = (await Promise.allSettled([link, endpoint])).find((o): o is PromiseRejectedResult => o.status === 'rejected')
+    if (failure) {
+      this.attachments.delete(key)
+      if (written) {
+        // Back to what was there: the syncer's Pod as it was, or nothing.
+        const undo: WriteOp = stored !== undefined && r.labelsFrom === 'store' ? { op: 'put', kind: 'Endpoint', key, value: stored } : { op: 'delete', kind: 'Endpoint', key }
+        await this.c.store.write([undo]).catch(() => undefined)
+      }
       if (linked) await detachWorkload({ hostIfname, netns: a.netns }).catch(() => undefined)
       await this.c.ipam.release({ node: this.c.ipamNode, handle }).catch(() => undefined)
-      throw err
+      throw failure.reason
     }
-    this.attachments.set(key, a)
     this.save()
     this.c.log.info({ workload: key, ips: a.ips, hostIfname }, 'workload attached')
     return a
   }
 
-  detach(key: string): Promise<boolean> {
+  /**
+   * What becomes of the endpoint: deleted, unless the Kubernetes syncer owns it (`labelsFrom:
+   * store`). Then the Pod stays, without the addresses: the pod may get a new sandbox, and its
+   * labels must be there when it does; the syncer deletes the Pod when Kubernetes does.
+   */
+  private async endpointAfterDetach(a: Attachment): Promise<WriteOp> {
+    if (a.labelsFrom === 'store') {
+      const stored = (await this.c.store.get('Endpoint', a.key))?.value as { kind?: unknown; status?: Record<string, unknown> } | undefined
+      if (stored?.kind === 'Pod') {
+        const status = { ...(stored.status ?? {}) }
+        delete status.podIPs
+        delete status.podIP
+        return { op: 'put', kind: 'Endpoint', key: a.key, value: { ...stored, status } }
+      }
+    }
+    return { op: 'delete', kind: 'Endpoint', key: a.key }
+  }
+
+  /**
+   * Detaches a workload; false when it is not attached. With `attachmentId`, only the workload
+   * attached for that ID (a CNI DEL for a container that no longer holds the name does nothing).
+   */
+  detach(key: string, options: { readonly attachmentId?: string | undefined } = {}): Promise<boolean> {
     return this.serial(key, async () => {
       const a = this.attachments.get(key)
       if (!a) return false
+      if (options.attachmentId !== undefined && a.attachmentId !== options.attachmentId) return false
       await detachWorkload({ hostIfname: a.hostIfname, netns: a.netns })
-      await this.c.store.write([{ op: 'delete', kind: 'Endpoint', key }])
+      await this.c.store.write([await this.endpointAfterDetach(a)])
       await this.c.ipam.release({ node: this.c.ipamNode, handle: `workload:${key}` })
       this.attachments.delete(key)
       this.save()

@@ -1,0 +1,10 @@
+/** `@flatnet/cni`: the flatnet CNI plugin (`flatnet-cni`) and what installs it. */
+export * from './cni-errors.js'
+export * from './versions.js'
+export * from './environment.js'
+export * from './net-config.js'
+export * from './identity.js'
+export * from './result.js'
+export * from './agent-protocol.js'
+export * from './plugin.js'
+export * from './install.js'

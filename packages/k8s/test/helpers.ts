@@ -1,0 +1,67 @@
+/** Shared pieces of the syncer's tests: a fake API server with the recorded cluster, Redis, logs. */
+import { Writable } from 'node:stream'
+import { pino, type Logger } from 'pino'
+import { connectRedis, FlatnetStore } from '@flatnet/store'
+import { loadKubeConfig } from '../src/kube-config.js'
+import { kubeConfigTransport, type KubeTransport } from '../src/kube-transport.js'
+import { FakeApiServer, fixture } from './fake-api-server.js'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+
+/** A fake API server holding the recorded cluster of test/fixtures. */
+export async function recordedCluster(tokens: readonly string[] = ['token-a']): Promise<FakeApiServer> {
+  const server = new FakeApiServer()
+  for (const t of tokens) server.tokens.add(t)
+  for (const name of ['namespaces', 'pods', 'networkpolicies', 'clusternetworkpolicies']) server.load(name, fixture(name))
+  await server.start()
+  return server
+}
+
+/** A transport to the fake server through a real kubeconfig file (KubeConfig reads it). */
+export function transportFor(server: FakeApiServer, token: string): KubeTransport {
+  const dir = mkdtempSync(join(tmpdir(), 'fn-kubeconfig-'))
+  try {
+    const file = join(dir, 'config')
+    writeFileSync(file, server.kubeconfig(token))
+    const loaded = loadKubeConfig({ kubeconfig: file })
+    return kubeConfigTransport(loaded.kubeConfig, loaded.server)
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+let clusters = 0
+
+/** A store on `url` in a flatnet cluster of its own (same Redis, nothing shared between tests). */
+export function freshStore(url: string): FlatnetStore {
+  const cluster = `k8s-${process.pid}-${++clusters}`
+  return new FlatnetStore({ redis: connectRedis(url, { connectTimeoutMs: 2_000, commandTimeoutMs: 4_000 }), where: url }, { cluster, commandTimeoutMs: 4_000 })
+}
+
+/** A pino logger whose lines the test can read. */
+export function memoryLog(): { log: Logger; lines: () => Record<string, unknown>[] } {
+  const lines: string[] = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      lines.push(...chunk.toString('utf8').split('\n').filter((l) => l !== ''))
+      done()
+    },
+  })
+  const log = pino({ level: 'debug' }, sink)
+  return { log, lines: () => lines.map((l) => JSON.parse(l) as Record<string, unknown>) }
+}
+
+export async function until(what: string, timeoutMs: number, check: () => boolean | Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Fast settings for tests: short batches, quick retries, no periodic resync. */
+export const FAST = Object.freeze({
+  reflector: { retryMinMs: 50, retryMaxMs: 400, absentRetryMs: 300, requestTimeoutMs: 5_000 },
+  mirror: { batchIntervalMs: 50, retryMinMs: 50, retryMaxMs: 400, resyncIntervalMs: 0 },
+})
