@@ -64,14 +64,47 @@ describe('workload link', { skip }, () => {
     assert.notEqual(workloadInterfaceName('x/a'), workloadInterfaceName('x/b'))
   })
 
-  it('plans Calico-style gateway routes in the workload and a host route per address', () => {
-    const plan = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3', 'fd00::3'] })).map((c) => `${c.where}: ${c.argv.join(' ')}`)
-    assert.ok(plan.includes('workload: ip route replace 169.254.1.1 dev eth0 scope link'))
-    assert.ok(plan.includes('workload: ip route replace default via 169.254.1.1 dev eth0'))
-    assert.ok(plan.includes('workload: ip -6 route replace default via fe80::1 dev eth0'))
-    assert.ok(plan.includes('host: ip route replace 10.1.2.3/32 dev fnwx scope link'))
-    assert.ok(plan.includes('host: ip -6 route replace fd00::3/128 dev fnwx'))
-    assert.ok(plan.includes('host: sysctl -q -w net.ipv4.conf.fnwx.proxy_arp=1'))
+  it('plans three processes: the pair and host routes in one ip batch, then host sysctls and the workload side in one ip batch at once', () => {
+    const steps = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3', 'fd00::3'] }))
+    const shown = steps.map((step) => step.map((c) => ({ where: c.where, argv: c.argv.join(' '), batch: c.batch })))
+    assert.deepEqual(shown, [
+      [
+        {
+          where: 'host',
+          argv: 'ip -batch -',
+          batch: [
+            'link add name fnwx mtu 1420 address ee:ee:ee:ee:ee:ee type veth peer name eth0 mtu 1420 netns w',
+            'link set dev fnwx up',
+            'addr replace fe80::1/64 dev fnwx nodad',
+            'route replace 10.1.2.3/32 dev fnwx scope link',
+            'route replace fd00::3/128 dev fnwx',
+          ],
+        },
+      ],
+      [
+        { where: 'host', argv: 'sysctl -q -w net.ipv4.conf.fnwx.proxy_arp=1 net.ipv4.neigh.fnwx.proxy_delay=0 net.ipv6.conf.fnwx.accept_ra=0', batch: undefined },
+        {
+          where: 'workload',
+          argv: 'ip -batch -',
+          batch: [
+            'link set dev lo up',
+            'addr add 10.1.2.3/32 dev eth0',
+            'addr add fd00::3/128 dev eth0 nodad',
+            'link set dev eth0 up',
+            'route replace 169.254.1.1 dev eth0 scope link',
+            'route replace default via 169.254.1.1 dev eth0',
+            'neigh replace 169.254.1.1 lladdr ee:ee:ee:ee:ee:ee dev eth0 nud permanent',
+            'route replace default via fe80::1 dev eth0',
+          ],
+        },
+      ],
+    ])
+    // IPv4 only: no IPv6 gateway, route or sysctl.
+    const v4 = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3'] })).flat()
+    assert.ok(v4.every((c) => ![...c.argv, ...(c.batch ?? [])].some((x) => x.includes('fe80::1') || x.includes('accept_ra'))))
+    // ip -batch splits words on blanks and cuts at "#": such a namespace path is refused.
+    assert.throws(() => resolveWorkloadLink({ netns: '/run/netns/a b', hostIfname: 'a', addresses: ['10.0.0.1'] }), /must not contain blanks/)
+    assert.throws(() => resolveWorkloadLink({ netns: '/run/netns/a#b', hostIfname: 'a', addresses: ['10.0.0.1'] }), InvalidArgumentError)
   })
 
   it('attaches two workloads (by name and by path) that reach each other and the host, over IPv4 and IPv6', async () => {
@@ -138,6 +171,30 @@ describe('workload link', { skip }, () => {
     assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
     assert.equal(await succeeds('ip', '-n', w3, 'link', 'show', 'dev', 'eth0'), false)
     await assert.rejects(attachWorkload({ ...spec, netns: `fn-wl-${tag}-missing` }), WorkloadLinkError)
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
+  })
+
+  it('rolls back when the workload batch fails midway, naming the failing line', async () => {
+    const w4 = await netns('w4')
+    // A namespace without IPv6: the pair is made, the IPv4 address goes on, the IPv6 one cannot.
+    await sh('ip', 'netns', 'exec', w4, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1')
+    const spec = { netns: w4, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w4`), addresses: ['10.200.1.5/32', 'fd00:200::5/128'] }
+    await assert.rejects(attachWorkload(spec), (err: unknown) => {
+      assert.ok(err instanceof WorkloadLinkError, String(err))
+      assert.equal(err.batchLine, 3)
+      assert.match(err.message, new RegExp(`^ip -n ${w4} -batch -, line 3: ip addr add fd00:200::5/128 dev eth0 nodad: `))
+      return true
+    })
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false, 'the host end is gone')
+    assert.equal(await succeeds('ip', '-n', w4, 'link', 'show', 'dev', 'eth0'), false, 'and the workload end with it')
+  })
+
+  it('leaves alone an interface of the workload end\'s name in the workload namespace, and names the line that failed', async () => {
+    const w5 = await netns('w5')
+    await sh('ip', '-n', w5, 'link', 'add', 'eth0', 'type', 'bridge')
+    const spec = { netns: w5, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w5`), addresses: ['10.200.1.6/32'] }
+    await assert.rejects(attachWorkload(spec), (err: unknown) => err instanceof WorkloadLinkError && err.batchLine === 1 && / line 1: ip link add name /.test(err.message) && !/exists already on the host/.test(err.message))
+    assert.ok(await succeeds('ip', '-n', w5, 'link', 'show', 'dev', 'eth0'))
     assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
   })
 

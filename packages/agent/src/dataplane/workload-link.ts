@@ -16,9 +16,13 @@
  * the workload never needs to learn anything about its host. The host must forward
  * (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding): that is the agent's job, not this one's.
  *
- * Used by the agent for CNI pods and for the lab's workloads. Every change is an `ip` or
- * `sysctl` command with an argument array (no shell), run in a namespace through `nsenter`.
- * The commands are worked out first (attachPlan), then run.
+ * Used by the agent for CNI pods and for the lab's workloads. Every change is made by `ip` or
+ * `sysctl` with an argument array (no shell), in a namespace through `ip -n` (a named
+ * namespace) or `nsenter`. The commands are worked out first (attachPlan), then run. Each
+ * process costs a fork and exec of several milliseconds, and a CNI ADD waits for all of them,
+ * so an attach is three processes: one `ip -batch -` on the host side (the pair, the host
+ * address and routes), then at once one `sysctl` with every host setting and one `ip -batch -`
+ * in the workload.
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -27,12 +31,19 @@ import { FlatnetError, InvalidArgumentError, formatIp, parseCidr, parseIp, type 
 /** A command that sets up, checks or removes a workload link failed or timed out. */
 export class WorkloadLinkError extends FlatnetError {
   readonly code = 'ERR_WORKLOAD_LINK'
+  /** For `ip -batch`: the 1-based line it stopped at (also in `command`). */
+  readonly batchLine: number | undefined
+  /** The command was killed after the timeout. */
+  readonly timedOut: boolean
   constructor(
-    /** The command line. */
+    /** The command line; for `ip -batch`, with the failing line. */
     readonly command: string,
     reason: string,
+    details: { readonly batchLine?: number; readonly timedOut?: boolean } = {},
   ) {
     super(`${command}: ${reason}`)
+    this.batchLine = details.batchLine
+    this.timedOut = details.timedOut ?? false
   }
 }
 
@@ -101,8 +112,14 @@ export interface ResolvedWorkloadLink {
 /** One command of a plan, and where it runs. */
 export interface PlannedCommand {
   readonly where: 'host' | 'workload'
+  /** The program and its arguments: `['ip', '-batch', '-']` or `['sysctl', '-q', '-w', ...]`. */
   readonly argv: readonly string[]
+  /** For `ip -batch -`: the lines it reads on stdin, one `ip` command each (without `ip`). */
+  readonly batch?: readonly string[]
 }
+
+/** One step of an attach: commands that may run at the same time; a step starts when the one before it is done. */
+export type PlannedStep = readonly PlannedCommand[]
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/
 const NETNS_NAME = /^[A-Za-z0-9_.-]{1,255}$/
@@ -113,10 +130,14 @@ function checkIfname(name: string, field: string): void {
   }
 }
 
+/** What `ip -batch` cannot take inside a word: it splits lines on blanks, and `#` starts a comment. */
+const BATCH_UNSAFE = /[\s"'#\\]/
+
 function checkNetns(netns: string, field: string): void {
   if (netns.includes('/') ? !netns.startsWith('/') : !NETNS_NAME.test(netns) || netns === '.' || netns === '..') {
     throw new InvalidArgumentError(`${field} "${netns}": give a network namespace name (as in "ip netns list") or an absolute path such as /proc/PID/ns/net`)
   }
+  if (BATCH_UNSAFE.test(netns)) throw new InvalidArgumentError(`${field} "${netns}": a namespace path must not contain blanks, quotes, "#" or "\\"`)
 }
 
 /** Checks a spec and fills in defaults; throws InvalidArgumentError naming the bad field. */
@@ -153,51 +174,83 @@ export function workloadInterfaceName(key: string, prefix = 'fnw'): string {
 
 const hostText = (c: Cidr): string => `${formatIp(c.network)}/${c.prefix}`
 
-/** The commands that attach a workload, in order. Pure. */
-export function attachPlan(link: ResolvedWorkloadLink): PlannedCommand[] {
+/**
+ * The commands that attach a workload, step by step. Pure.
+ *
+ * 1. host, `ip -batch -`: the pair (its workload end made directly in the workload namespace
+ *    under its final name: no temporary name that could collide on the host), the host end
+ *    up, the IPv6 gateway address, a route per workload address. The routes may come before
+ *    the workload end is up: a route through an up link without carrier is accepted.
+ * 2. at once, as both need only the pair:
+ *    - host, one `sysctl`: proxy ARP and its delay, and no router advertisements on the host end;
+ *    - workload, `ip -batch -`: addresses, the link up, then the gateway routes (a route
+ *      through an interface needs it up) and the permanent neighbour entry.
+ *
+ * The first line of step 1 makes the pair; nothing before it changes the kernel, which lets a
+ * failure on that line leave alone an interface of that name that was there already.
+ */
+export function attachPlan(link: ResolvedWorkloadLink): PlannedStep[] {
   const { ifname, hostIfname, mtu } = link
   const v4 = link.addresses.filter((a) => a.family === 4)
   const v6 = link.addresses.filter((a) => a.family === 6)
-  const host = (...argv: string[]): PlannedCommand => ({ where: 'host', argv })
-  const workload = (...argv: string[]): PlannedCommand => ({ where: 'workload', argv })
-  const plan: PlannedCommand[] = [
-    // Both ends made in one step, the peer directly in the workload namespace under its final
-    // name: no temporary name that could collide on the host.
-    host('ip', 'link', 'add', 'name', hostIfname, 'mtu', String(mtu), 'address', HOST_VETH_MAC, 'type', 'veth', 'peer', 'name', ifname, 'mtu', String(mtu), 'netns', link.netns),
-    host('sysctl', '-q', '-w', `net.ipv4.conf.${hostIfname}.proxy_arp=1`),
-    // Proxy ARP answers after a random delay of up to proxy_delay (0.8 s by default).
-    host('sysctl', '-q', '-w', `net.ipv4.neigh.${hostIfname}.proxy_delay=0`),
+  const batch = (where: 'host' | 'workload', lines: string[]): PlannedCommand => ({ where, argv: ['ip', '-batch', '-'], batch: lines })
+
+  const hostLines = [
+    `link add name ${hostIfname} mtu ${mtu} address ${HOST_VETH_MAC} type veth peer name ${ifname} mtu ${mtu} netns ${link.netns}`,
+    `link set dev ${hostIfname} up`,
   ]
-  // The host veth must not configure itself from router advertisements nor run DAD on fe80::1.
-  if (v6.length > 0) plan.push(host('sysctl', '-q', '-w', `net.ipv6.conf.${hostIfname}.accept_ra=0`))
-  plan.push(host('ip', 'link', 'set', 'dev', hostIfname, 'up'))
-  if (v6.length > 0) plan.push(host('ip', '-6', 'addr', 'replace', `${WORKLOAD_GATEWAY_V6}/64`, 'dev', hostIfname, 'nodad'))
-  plan.push(workload('ip', 'link', 'set', 'dev', 'lo', 'up'))
-  for (const a of v4) plan.push(workload('ip', 'addr', 'add', hostText(a), 'dev', ifname))
-  for (const a of v6) plan.push(workload('ip', '-6', 'addr', 'add', hostText(a), 'dev', ifname, 'nodad'))
-  plan.push(workload('ip', 'link', 'set', 'dev', ifname, 'up'))
+  // nodad: the host answers for fe80::1 on every veth; there is nothing to detect.
+  if (v6.length > 0) hostLines.push(`addr replace ${WORKLOAD_GATEWAY_V6}/64 dev ${hostIfname} nodad`)
+  for (const a of v4) hostLines.push(`route replace ${hostText(a)} dev ${hostIfname} scope link`)
+  for (const a of v6) hostLines.push(`route replace ${hostText(a)} dev ${hostIfname}`)
+
+  const sysctls = [
+    `net.ipv4.conf.${hostIfname}.proxy_arp=1`,
+    // Proxy ARP answers after a random delay of up to proxy_delay (0.8 s by default).
+    `net.ipv4.neigh.${hostIfname}.proxy_delay=0`,
+  ]
+  // The host veth must not configure itself from router advertisements.
+  if (v6.length > 0) sysctls.push(`net.ipv6.conf.${hostIfname}.accept_ra=0`)
+
+  const workloadLines = [`link set dev lo up`]
+  for (const a of v4) workloadLines.push(`addr add ${hostText(a)} dev ${ifname}`)
+  // nodad: the address is usable at once, and it is unique by IPAM.
+  for (const a of v6) workloadLines.push(`addr add ${hostText(a)} dev ${ifname} nodad`)
+  workloadLines.push(`link set dev ${ifname} up`)
   if (v4.length > 0) {
-    plan.push(
-      workload('ip', 'route', 'replace', WORKLOAD_GATEWAY_V4, 'dev', ifname, 'scope', 'link'),
-      workload('ip', 'route', 'replace', 'default', 'via', WORKLOAD_GATEWAY_V4, 'dev', ifname),
-      workload('ip', 'neigh', 'replace', WORKLOAD_GATEWAY_V4, 'lladdr', HOST_VETH_MAC, 'dev', ifname, 'nud', 'permanent'),
+    workloadLines.push(
+      `route replace ${WORKLOAD_GATEWAY_V4} dev ${ifname} scope link`,
+      `route replace default via ${WORKLOAD_GATEWAY_V4} dev ${ifname}`,
+      `neigh replace ${WORKLOAD_GATEWAY_V4} lladdr ${HOST_VETH_MAC} dev ${ifname} nud permanent`,
     )
   }
-  if (v6.length > 0) plan.push(workload('ip', '-6', 'route', 'replace', 'default', 'via', WORKLOAD_GATEWAY_V6, 'dev', ifname))
-  for (const a of v4) plan.push(host('ip', 'route', 'replace', hostText(a), 'dev', hostIfname, 'scope', 'link'))
-  for (const a of v6) plan.push(host('ip', '-6', 'route', 'replace', hostText(a), 'dev', hostIfname))
-  return plan
+  if (v6.length > 0) workloadLines.push(`route replace default via ${WORKLOAD_GATEWAY_V6} dev ${ifname}`)
+
+  return [[batch('host', hostLines)], [{ where: 'host', argv: ['sysctl', '-q', '-w', ...sysctls] }, batch('workload', workloadLines)]]
 }
 
 function netnsPath(netns: string): string {
   return netns.startsWith('/') ? netns : `/run/netns/${netns}`
 }
 
-interface Runner {
-  (where: 'host' | 'workload', argv: readonly string[], opts?: { allowFail?: boolean }): Promise<{ ok: boolean; stdout: string; stderr: string }>
+interface RunOptions {
+  /** Resolve with ok: false instead of throwing when the command exits with an error. */
+  readonly allowFail?: boolean
+  /** Lines for `ip -batch -`, written to its stdin. */
+  readonly batch?: readonly string[]
 }
 
-/** Runs commands on either side; `netns` may be left out when nothing runs in the workload. */
+interface Runner {
+  (where: 'host' | 'workload', argv: readonly string[], opts?: RunOptions): Promise<{ ok: boolean; stdout: string; stderr: string }>
+}
+
+/** `ip -batch` stops at the first failing line and names it: "Command failed -:3". */
+const BATCH_FAILED = /Command failed -:(\d+)/
+
+/**
+ * Runs commands on either side; `netns` may be left out when nothing runs in the workload.
+ * `ip` enters a named namespace itself (`ip -n`), which saves starting nsenter.
+ */
 function makeRunner(link: { netns?: string | undefined; hostNetns: string | undefined }, options: WorkloadLinkOptions): Runner {
   const o = { ...WORKLOAD_LINK_DEFAULTS, ...options }
   const tools: Record<string, string> = { ip: o.ipPath, sysctl: o.sysctlPath }
@@ -205,10 +258,15 @@ function makeRunner(link: { netns?: string | undefined; hostNetns: string | unde
     const tool = tools[argv[0] as string] ?? (argv[0] as string)
     if (where === 'workload' && link.netns === undefined) throw new Error('workload command without a workload namespace')
     const ns = where === 'workload' ? link.netns : link.hostNetns
-    const full = ns === undefined ? [tool, ...argv.slice(1)] : [o.nsenterPath, `--net=${netnsPath(ns)}`, tool, ...argv.slice(1)]
+    const full =
+      ns === undefined
+        ? [tool, ...argv.slice(1)]
+        : argv[0] === 'ip' && !ns.includes('/')
+          ? [tool, '-n', ns, ...argv.slice(1)]
+          : [o.nsenterPath, `--net=${netnsPath(ns)}`, tool, ...argv.slice(1)]
     const shown = full.join(' ')
     return new Promise((resolve, reject) => {
-      execFile(full[0]!, full.slice(1), { timeout: o.commandTimeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, stdout, stderr) => {
+      const child = execFile(full[0]!, full.slice(1), { timeout: o.commandTimeoutMs, killSignal: 'SIGKILL', encoding: 'utf8' }, (err, stdout, stderr) => {
         if (!err) return resolve({ ok: true, stdout, stderr })
         const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: string | null }
         // nsenter exits with 127 and says so when the command it was to run is missing.
@@ -216,10 +274,20 @@ function makeRunner(link: { netns?: string | undefined; hostNetns: string | unde
           const missing = e.code === 'ENOENT' ? full[0] : tool
           return reject(new WorkloadLinkError(shown, `${missing} is not installed (Debian packages iproute2, util-linux, procps)`))
         }
-        if (e.killed || e.signal) return reject(new WorkloadLinkError(shown, `did not finish within ${o.commandTimeoutMs} ms`))
+        if (e.killed || e.signal) return reject(new WorkloadLinkError(shown, `did not finish within ${o.commandTimeoutMs} ms`, { timedOut: true }))
         if (opts.allowFail) return resolve({ ok: false, stdout, stderr })
-        reject(new WorkloadLinkError(shown, stderr.trim().split('\n').slice(-3).join(' | ') || `exit status ${String(e.code)}`))
+        const output = stderr.trim().split('\n').filter((l) => !BATCH_FAILED.test(l))
+        const reason = output.slice(-3).join(' | ') || `exit status ${String(e.code)}`
+        const failed = BATCH_FAILED.exec(stderr)
+        if (opts.batch && failed) {
+          const line = Number(failed[1])
+          return reject(new WorkloadLinkError(`${shown}, line ${line}: ip ${opts.batch[line - 1] ?? '?'}`, reason, { batchLine: line }))
+        }
+        reject(new WorkloadLinkError(shown, reason))
       })
+      // An exec failure (ENOENT) closes stdin before the write: the callback above reports it.
+      child.stdin?.on('error', () => undefined)
+      child.stdin?.end(opts.batch ? `${opts.batch.join('\n')}\n` : undefined)
     })
   }
 }
@@ -231,19 +299,34 @@ function makeRunner(link: { netns?: string | undefined; hostNetns: string | unde
 export async function attachWorkload(spec: WorkloadLinkSpec, options: WorkloadLinkOptions = {}): Promise<ResolvedWorkloadLink> {
   const link = resolveWorkloadLink(spec)
   const run = makeRunner(link, options)
-  const existing = await run('host', ['ip', '-j', 'link', 'show', 'dev', link.hostIfname], { allowFail: true })
-  if (existing.ok) {
-    throw new WorkloadLinkError(`attach ${link.hostIfname}`, `interface ${link.hostIfname} exists already on the host; detach the workload first or pick another name`)
-  }
-  const plan = attachPlan(link)
+  const [[makePair], ...rest] = attachPlan(link) as [[PlannedCommand], ...PlannedStep[]]
   try {
-    for (const step of plan) await run(step.where, step.argv)
+    await run(makePair.where, makePair.argv, { batch: makePair.batch })
   } catch (err) {
-    // Deleting either end deletes the pair, and with it every address and route made here.
-    await run('host', ['ip', 'link', 'del', 'dev', link.hostIfname], { allowFail: true }).catch(() => undefined)
+    // `link add` is the first line and is all or nothing: when ip stopped there (or could not
+    // read its arguments, which only the namespace on that line can get wrong), nothing was
+    // made, and an interface of that name is someone else's. Otherwise the pair may be ours.
+    const madeNothing = err instanceof WorkloadLinkError && !err.timedOut && (err.batchLine === undefined || err.batchLine === 1)
+    if (!madeNothing) await removePair(run, link)
+    else if ((await run('host', ['ip', 'link', 'show', 'dev', link.hostIfname], { allowFail: true })).ok) {
+      throw new WorkloadLinkError(`attach ${link.hostIfname}`, `interface ${link.hostIfname} exists already on the host; detach the workload first or pick another name`)
+    }
     throw err
   }
+  for (const step of rest) {
+    const results = await Promise.allSettled(step.map((c) => run(c.where, c.argv, { batch: c.batch })))
+    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
+    if (failed) {
+      await removePair(run, link)
+      throw failed.reason
+    }
+  }
   return link
+}
+
+/** Deleting either end deletes the pair, and with it every address and route made with it. */
+async function removePair(run: Runner, link: ResolvedWorkloadLink): Promise<void> {
+  await run('host', ['ip', 'link', 'del', 'dev', link.hostIfname], { allowFail: true }).catch(() => undefined)
 }
 
 const GONE = /does not exist|Cannot find device|No such file|Cannot open network namespace|not exist/i
