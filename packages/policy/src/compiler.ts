@@ -13,7 +13,7 @@
  * The result depends only on the current state, never on the order of updates.
  */
 import { endpointKey, formatIp, labelsFromRecord, NAMESPACE_NAME_LABEL, type IpAddress, type NamedPort } from '@flatnet/core'
-import { CompiledClusterPolicy, CompiledNetworkPolicy, compareClusterPolicies } from './compiled-policy.js'
+import { clusterRuleWalk, CompiledClusterPolicy, CompiledNetworkPolicy, compareClusterPolicies, EMPTY_PROGRAM, EMPTY_WALK, ruleProgram, type ClusterRuleWalk } from './compiled-policy.js'
 import type { EndpointObject, NamespaceObject, PolicyObject } from './model.js'
 import { policyKey } from './model.js'
 import { PersistentMap } from './persistent-map.js'
@@ -53,6 +53,12 @@ export class PolicyCompiler {
   private current: PolicySnapshot = EMPTY_SNAPSHOT()
   private readonly pending = new Map<PendingKey, Change>()
   private readonly selectors = new SelectorCache()
+  /**
+   * Each namespace's cluster tiers (policy list, rule walks), by the policies' names, kept from
+   * commit to commit until a cluster policy changes: a namespace that gets new labels or joins
+   * the cluster mostly lands in a tier that some namespace already has.
+   */
+  private readonly clusterTiers = new Map<string, ClusterTier>()
 
   get snapshot(): PolicySnapshot {
     return this.current
@@ -88,12 +94,27 @@ export class PolicyCompiler {
     if (this.pending.size === 0) return this.current
     const changes = [...this.pending.values()]
     this.pending.clear()
-    this.current = new CommitPass(this.current, this.selectors).run(changes)
+    this.current = new CommitPass(this.current, this.selectors, this.clusterTiers).run(changes)
     return this.current
   }
 }
 
-type PolicyLists = Pick<EndpointRecord, 'ingressRules' | 'egressRules' | 'ingressDenial' | 'egressDenial'> & {
+function sameInts(a: Int32Array, b: Int32Array): boolean {
+  if (a.length !== b.length) return false
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
+  return true
+}
+
+/** One tier's cluster policies of a namespace, with their rule walks per direction. */
+interface ClusterTier {
+  readonly policies: readonly CompiledClusterPolicy[]
+  readonly ingress: ClusterRuleWalk
+  readonly egress: ClusterRuleWalk
+}
+
+const NO_CLUSTER_POLICIES: ClusterTier = Object.freeze({ policies: Object.freeze([]), ingress: EMPTY_WALK, egress: EMPTY_WALK })
+
+type PolicyLists = Pick<EndpointRecord, 'ingressRules' | 'egressRules' | 'ingressProgram' | 'egressProgram' | 'ingressVerdicts' | 'egressVerdicts' | 'ingressDenial' | 'egressDenial'> & {
   readonly ingress: EndpointRecord['ingressPolicies']
   readonly egress: EndpointRecord['egressPolicies']
 }
@@ -119,7 +140,10 @@ class CommitPass {
    */
   private readonly sharedLabels = new Map<string, EndpointRecord['labels']>()
   private readonly sharedNamedPorts = new Map<string, EndpointRecord['namedPorts']>()
-  private readonly sharedClusterLists = new Map<string, readonly CompiledClusterPolicy[]>()
+  /** How many namespace selector slots there were when this pass began. */
+  private readonly slotsBefore: number
+  /** Programs built in this pass, by a hash of their contents. */
+  private readonly sharedPrograms = new Map<number, Int32Array[]>()
   /** Endpoint keys whose record must be rebuilt (or removed). */
   private readonly dirtyEndpoints = new Set<string>()
   private readonly endpointObjects = new Map<string, EndpointObject | null>()
@@ -127,6 +151,8 @@ class CommitPass {
   constructor(
     private readonly base: PolicySnapshot,
     private readonly selectors: SelectorCache,
+    /** PolicyCompiler.clusterTiers. */
+    private readonly clusterTiers: Map<string, ClusterTier>,
   ) {
     this.namespaces = base.namespaces.slice()
     this.namespaceIndex = new Map(base.namespaceIndex)
@@ -134,6 +160,7 @@ class CommitPass {
     this.ipIndex = base.ipIndex.edit()
     this.networkPolicies = base.networkPolicies.edit()
     this.clusterPolicies = base.clusterPolicies.slice()
+    this.slotsBefore = selectors.namespaceSelectors.length
   }
 
   run(changes: readonly Change[]): PolicySnapshot {
@@ -153,7 +180,10 @@ class CommitPass {
         else this.setEndpoint(`${r.namespace}/${r.name}`, undefined)
       }
     }
-    if (clusterChanged) this.clusterPolicies.sort(compareClusterPolicies)
+    if (clusterChanged) {
+      this.clusterPolicies.sort(compareClusterPolicies)
+      this.clusterTiers.clear()
+    }
     this.finishNamespaces()
     this.rebuildEndpoints()
     return new PolicySnapshot(
@@ -164,6 +194,9 @@ class CommitPass {
       this.ipIndex.commit(),
       this.networkPolicies.commit(),
       this.clusterPolicies,
+      this.selectors.byId,
+      this.selectors.names,
+      this.selectors.namespaceSelectors,
     )
   }
 
@@ -173,7 +206,23 @@ class CommitPass {
       i = this.namespaces.length
       this.namespaceIndex.set(name, i)
       const labels = labelsFromRecord({ [NAMESPACE_NAME_LABEL]: name })
-      this.namespaces.push({ index: i, name, labels, declared: false, policies: [], endpoints: [], adminPolicies: [], baselinePolicies: [] })
+      this.namespaces.push(
+        Object.freeze({
+          namespaceBits: this.selectors.namespaceBits(labels),
+          adminIngress: EMPTY_WALK,
+          adminEgress: EMPTY_WALK,
+          baselineIngress: EMPTY_WALK,
+          baselineEgress: EMPTY_WALK,
+          labels,
+          index: i,
+          name,
+          declared: false,
+          policies: [],
+          endpoints: [],
+          adminPolicies: NO_CLUSTER_POLICIES.policies,
+          baselinePolicies: NO_CLUSTER_POLICIES.policies,
+        }),
+      )
       this.clusterDirty.add(i)
     }
     return i
@@ -251,27 +300,41 @@ class CommitPass {
 
   private finishNamespaces(): void {
     for (const i of this.clusterDirty) this.draft(i)
+    // A selector applied to peers' namespaces for the first time (a policy of this pass brought
+    // it) is not yet a bit of the namespace records: rebuild them all, or lookups would have to
+    // test it against the namespace's labels from now on. Rare: most policies reuse selectors.
+    const slots = this.selectors.namespaceSelectors.length
+    if (slots !== this.slotsBefore) {
+      for (let i = 0; i < this.namespaces.length; i++) if ((this.namespaces[i] as NamespaceRecord).namespaceBits[0] !== slots) this.draft(i)
+    }
     for (const [i, d] of this.nsDrafts) {
       const ns = this.namespaces[i] as NamespaceRecord
       const labels = d.labels ?? ns.labels
-      let adminPolicies = ns.adminPolicies
-      let baselinePolicies = ns.baselinePolicies
+      let admin: ClusterTier | undefined
+      let baseline: ClusterTier | undefined
       if (this.clusterDirty.has(i)) {
-        const admin: CompiledClusterPolicy[] = []
-        const baseline: CompiledClusterPolicy[] = []
-        for (const p of this.clusterPolicies) if (p.subjectNamespaces.matches(labels)) (p.tier === 'Admin' ? admin : baseline).push(p)
-        adminPolicies = this.sharedClusterList(admin)
-        baselinePolicies = this.sharedClusterList(baseline)
+        const adminPolicies: CompiledClusterPolicy[] = []
+        const baselinePolicies: CompiledClusterPolicy[] = []
+        for (const p of this.clusterPolicies) if (p.subjectNamespaces.matches(labels)) (p.tier === 'Admin' ? adminPolicies : baselinePolicies).push(p)
+        admin = this.sharedClusterTier(adminPolicies)
+        baseline = this.sharedClusterTier(baselinePolicies)
       }
+      // One literal with every field, those a lookup reads first (see NamespaceRecord). Spreading
+      // into it would leave the later fields outside the object, one more memory access away.
       this.namespaces[i] = Object.freeze({
+        namespaceBits: labels === ns.labels && ns.namespaceBits[0] === slots ? ns.namespaceBits : this.selectors.namespaceBits(labels),
+        adminIngress: admin ? admin.ingress : ns.adminIngress,
+        adminEgress: admin ? admin.egress : ns.adminEgress,
+        baselineIngress: baseline ? baseline.ingress : ns.baselineIngress,
+        baselineEgress: baseline ? baseline.egress : ns.baselineEgress,
+        labels,
         index: i,
         name: ns.name,
-        labels,
         declared: d.declared ?? ns.declared,
         policies: d.policies ? Object.freeze(d.policies.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))) : ns.policies,
         endpoints: d.endpoints ? Object.freeze([...d.endpoints]) : ns.endpoints,
-        adminPolicies,
-        baselinePolicies,
+        adminPolicies: admin ? admin.policies : ns.adminPolicies,
+        baselinePolicies: baseline ? baseline.policies : ns.baselinePolicies,
       })
     }
     // A policy is in an endpoint's lists only if it selects the endpoint, so only endpoints that
@@ -299,21 +362,37 @@ class CommitPass {
     const nsIndex = this.namespaceIndex.get(ep.namespace) as number
     const ns = this.namespaces[nsIndex] as NamespaceRecord
     const lists = this.policyLists(nsIndex, ns.policies, ep.labels)
+    let families = 0
+    let ip4 = 0
+    let ip6: IpAddress | undefined
+    for (const ip of ep.ips) {
+      if (ip.family === 4 && (families & (1 << 4)) === 0) ip4 = ip.words[0] | 0
+      else if (ip.family === 6 && ip6 === undefined) ip6 = ip
+      families |= 1 << ip.family
+    }
+    // The fields a lookup reads first, in the record itself: the first touch of a record is a
+    // cache miss, and everything it needs of the endpoint is then on that line or the next.
     return Object.freeze({
-      key,
-      endpoint: ep,
-      // Copies, allocated with the record: a lookup then finds the addresses on cache lines it
-      // loads anyway, rather than three objects away in the endpoint as it was read.
-      ips: Object.freeze(ep.ips.map((ip): IpAddress => ({ family: ip.family, words: [ip.words[0], ip.words[1], ip.words[2], ip.words[3]] }))),
       nsIndex,
+      families,
+      firstFamily: ep.ips.length === 0 ? 0 : (ep.ips[0] as IpAddress).family,
+      ip4,
       labels: this.sharedLabelSet(ep.labels),
-      namedPorts: this.sharedNamedPortMap(ep.namedPorts),
-      ingressPolicies: lists.ingress,
-      egressPolicies: lists.egress,
-      ingressRules: lists.ingressRules,
-      egressRules: lists.egressRules,
+      ingressProgram: lists.ingressProgram,
+      egressProgram: lists.egressProgram,
       ingressDenial: lists.ingressDenial,
       egressDenial: lists.egressDenial,
+      ingressVerdicts: lists.ingressVerdicts,
+      egressVerdicts: lists.egressVerdicts,
+      namedPorts: this.sharedNamedPortMap(ep.namedPorts),
+      ip6,
+      ingressRules: lists.ingressRules,
+      egressRules: lists.egressRules,
+      ingressPolicies: lists.ingress,
+      egressPolicies: lists.egress,
+      key,
+      endpoint: ep,
+      ips: ep.ips,
     })
   }
 
@@ -343,13 +422,35 @@ class CommitPass {
     return namedPorts
   }
 
-  private sharedClusterList(policies: CompiledClusterPolicy[]): readonly CompiledClusterPolicy[] {
+  private sharedClusterTier(policies: CompiledClusterPolicy[]): ClusterTier {
+    if (policies.length === 0) return NO_CLUSTER_POLICIES
     const key = policies.map((p) => p.name).join('\0')
-    const known = this.sharedClusterLists.get(key)
+    const known = this.clusterTiers.get(key)
     if (known) return known
     const list = Object.freeze(policies)
-    this.sharedClusterLists.set(key, list)
-    return list
+    const tier: ClusterTier = { policies: list, ingress: clusterRuleWalk(list, 'ingress'), egress: clusterRuleWalk(list, 'egress') }
+    // Bounded: the tiers in use are few, but labels that keep changing could add up.
+    if (this.clusterTiers.size >= 10_000) this.clusterTiers.clear()
+    this.clusterTiers.set(key, tier)
+    return tier
+  }
+
+
+  // A program does not name its namespace or its policies (verdicts are kept apart), so
+  // namespaces with policies alike, as templated ones are, share their programs: fewer blocks
+  // for lookups to fetch from memory.
+  private program(policies: readonly CompiledNetworkPolicy[], direction: 'ingress' | 'egress'): Int32Array {
+    if (policies.length === 0) return EMPTY_PROGRAM
+    const program = ruleProgram(policies.map((p) => p.ruleCode[direction]))
+    let h = 0x811c9dc5
+    for (let i = 0; i < program.length; i++) h = Math.imul(h ^ (program[i] as number), 0x01000193)
+    const known = this.sharedPrograms.get(h)
+    if (known === undefined) this.sharedPrograms.set(h, [program])
+    else {
+      for (const p of known) if (sameInts(p, program)) return p
+      known.push(program)
+    }
+    return program
   }
 
   /**
@@ -386,11 +487,17 @@ class CommitPass {
       if (p.isolates.ingress) ingress.push(p)
       if (p.isolates.egress) egress.push(p)
     }
+    const ingressRules = Object.freeze(ingress.flatMap((p) => p.rules.ingress))
+    const egressRules = Object.freeze(egress.flatMap((p) => p.rules.egress))
     const lists: PolicyLists = {
       ingress: Object.freeze(ingress),
       egress: Object.freeze(egress),
-      ingressRules: Object.freeze(ingress.flatMap((p) => p.rules.ingress)),
-      egressRules: Object.freeze(egress.flatMap((p) => p.rules.egress)),
+      ingressRules,
+      egressRules,
+      ingressProgram: this.program(ingress, 'ingress'),
+      egressProgram: this.program(egress, 'egress'),
+      ingressVerdicts: Object.freeze(ingressRules.map((r) => r.verdict)),
+      egressVerdicts: Object.freeze(egressRules.map((r) => r.verdict)),
       ingressDenial: ingress.length > 0 ? isolationDenial('ingress', ingress) : undefined,
       egressDenial: egress.length > 0 ? isolationDenial('egress', egress) : undefined,
     }

@@ -925,7 +925,10 @@ function compare(snapshot: PolicySnapshot, w: World, flows: readonly Flow[], out
       f.coverage.set(k, (f.coverage.get(k) ?? 0) + 1)
       if (d.passed) f.coverage.set('Pass', (f.coverage.get('Pass') ?? 0) + 1)
     }
-    const problem = verdictProblem(got, want)
+    // The fast path that answers only allowed or not must agree too.
+    const allowed = (want.egress?.allowed ?? true) && (want.ingress?.allowed ?? true)
+    const fast = snapshot.allows(snapshot.resolve(flow.from), snapshot.resolve(flow.to), flow.port, flow.protocol)
+    const problem = verdictProblem(got, want) ?? (fast !== allowed ? `allows(): want ${allowed}, got ${fast}` : undefined)
     if (problem && out.length < 5) {
       out.push(`${where}: ${flow.from} -> ${flow.to} ${flow.port}/${flow.protocol}: ${problem}` + (out.length === 0 ? `\nworld:\n${dump(w)}` : ''))
     }
