@@ -240,7 +240,8 @@ export class OutsidePath {
       }
       const hs = r.handshake
       const peer = hs.peer
-      if (ctx.relayPeer(addrs, i) !== undefined && ctx.relayPeer(addrs, i) !== peer) {
+      const relayPeer = ctx.relayPeer(addrs, i)
+      if (relayPeer !== undefined && relayPeer !== peer) {
         ctx.drops.relayPeerMismatch++
         return
       }
@@ -275,15 +276,20 @@ export class OutsidePath {
       if (now - peer.lastDirectRxAt < DIRECT_PATH_FRESH_MS) return ROAM_NONE
     } else {
       peer.lastDirectRxAt = now
-      peer.directEndpoint.set(addrs.subarray(base, base + ADDR_BYTES))
-      peer.hasDirectEndpoint = true
     }
+    // The common case, per packet: nothing moved. (While a peer is direct, its directEndpoint
+    // equals its endpoint: setPeer, setPeerRelay and the lines below keep them so.)
     if (peer.hasEndpoint && sameRecord(peer.endpoint, addrs, base)) return ROAM_NONE
     const wasRelayed = peer.viaRelay
-    peer.endpoint.set(addrs.subarray(base, base + ADDR_BYTES))
+    const source = addrs.subarray(base, base + ADDR_BYTES)
+    peer.endpoint.set(source)
     peer.hasEndpoint = true
-    return wasRelayed && !relayed ? ROAM_BACK_TO_DIRECT : ROAM_NONE
+    if (relayed) return ROAM_NONE
+    peer.directEndpoint.set(source)
+    peer.hasDirectEndpoint = true
+    return wasRelayed ? ROAM_BACK_TO_DIRECT : ROAM_NONE
   }
+
 
   private flush(n: number): number {
     if (n > 0) {
