@@ -458,26 +458,31 @@ export class Agent {
     this.applied = applied
     this.lastApplyError = undefined
     for (const cb of [...this.onApplied]) cb(applied)
-    this.afterApply(applied)
+    this.afterApply()
   }
 
   /** Reporting and persisting are best effort: neither may hold back enforcement. */
-  private afterApply(applied: AppliedState): void {
-    if (this.store && this.connected) {
-      const status = nodePolicyStatusRecord({
-        revision: applied.revision,
-        appliedAt: applied.at,
-        ...(this.observed ? { observedRevision: this.observed.revision, observedAt: this.observed.at } : {}),
-        reportedAt: new Date().toISOString(),
-        hostname: this.config.nodeName,
-        ...(this.key ? { peerId: this.key.peerId } : {}),
-      })
-      this.store.setStatus(this.config.nodeName, status).catch((err: unknown) => this.log.debug({ err: String(err) }, 'status report failed'))
-    }
+  private afterApply(): void {
+    this.reportStatus(undefined)
     this.snapshotSaver ??= setTimeout(() => {
       this.snapshotSaver = undefined
       this.saveSnapshot()
     }, LOCAL_SNAPSHOT_SAVE_DELAY_MS)
+  }
+
+  /** What this node enforces, into the store's status hash; with `error` when the last apply failed. */
+  private reportStatus(error: string | undefined): void {
+    if (!this.store || !this.connected || !this.applied) return
+    const status = nodePolicyStatusRecord({
+      revision: this.applied.revision,
+      appliedAt: this.applied.at,
+      ...(this.observed ? { observedRevision: this.observed.revision, observedAt: this.observed.at } : {}),
+      reportedAt: new Date().toISOString(),
+      error,
+      hostname: this.config.nodeName,
+      ...(this.key ? { peerId: this.key.peerId } : {}),
+    })
+    this.store.setStatus(this.config.nodeName, status).catch((err: unknown) => this.log.debug({ err: String(err) }, 'status report failed'))
   }
 
   private snapshotSaver: NodeJS.Timeout | undefined
@@ -499,19 +504,9 @@ export class Agent {
   private applyFailed(err: unknown): void {
     this.lastApplyError = err instanceof Error ? err.message : String(err)
     this.log.error({ err: this.lastApplyError }, 'apply failed; the previous state stays enforced and the next change retries')
-    if (this.store && this.connected && this.applied) {
-      const status = nodePolicyStatusRecord({
-        revision: this.applied.revision,
-        appliedAt: this.applied.at,
-        ...(this.observed ? { observedRevision: this.observed.revision, observedAt: this.observed.at } : {}),
-        reportedAt: new Date().toISOString(),
-        error: this.lastApplyError,
-        hostname: this.config.nodeName,
-        ...(this.key ? { peerId: this.key.peerId } : {}),
-      })
-      this.store.setStatus(this.config.nodeName, status).catch(() => undefined)
-    }
+    this.reportStatus(this.lastApplyError)
   }
+
 
   /** Dials admitted nodes the mesh is not connected to, at the addresses their records give. */
   private contactPeers(): void {

@@ -7,15 +7,18 @@
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
-import { execFile } from 'node:child_process'
 import type { AgentConfig } from './config/types.js'
 import { detachWorkload } from './dataplane/workload-link.js'
+import { runCommand } from './enforcement/command.js'
 import { WORKLOADS_FILE, type Attachment } from './workloads/workload-manager.js'
 
-function run(argv: readonly string[]): Promise<{ ok: boolean; err: string }> {
-  return new Promise((resolve) => {
-    execFile(argv[0] as string, argv.slice(1), { timeout: 15_000 }, (err, _out, stderr) => resolve({ ok: !err, err: String(stderr).trim() || (err?.message ?? '') }))
-  })
+async function run(argv: readonly string[]): Promise<{ ok: boolean; err: string }> {
+  try {
+    const r = await runCommand(argv, { timeoutMs: 15_000 })
+    return { ok: r.status === 0, err: r.stderr.trim() }
+  } catch (err) {
+    return { ok: false, err: err instanceof Error ? err.message : String(err) }
+  }
 }
 
 export async function cleanupHost(config: AgentConfig, options: { purge: boolean; table?: string }): Promise<string[]> {

@@ -13,7 +13,6 @@
  * Everything started is recorded in the lab's state file before it starts, so `lab down` removes
  * it all, also after a crash.
  */
-import { execFile } from 'node:child_process'
 import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { AgentClient } from '@flatnet/agent/client'
@@ -21,6 +20,7 @@ import { connectRedis, FlatnetStore, Ipam, NodeRegistry } from '@flatnet/store'
 import { stringify } from 'yaml'
 import { LabBuilder, type LabProgress } from './build.js'
 import { labDown } from './down.js'
+import { runCommand } from './command.js'
 import type { LabInfo } from './info.js'
 import { FlatnetError } from '@flatnet/core'
 import { LabStateError } from './state.js'
@@ -67,10 +67,8 @@ export class LabNotReadyError extends FlatnetError {
   readonly code = 'ERR_LAB_NOT_READY'
 }
 
-function ping(netns: string, address: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    execFile('ip', ['netns', 'exec', netns, 'ping', '-n', '-q', '-c', '1', '-W', '1', address], { timeout: 5_000 }, (err) => resolve(!err))
-  })
+async function ping(netns: string, address: string): Promise<boolean> {
+  return (await runCommand(['ip', 'netns', 'exec', netns, 'ping', '-n', '-q', '-c', '1', '-W', '1', address], { allowFail: true, timeoutMs: 5_000 })).ok
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

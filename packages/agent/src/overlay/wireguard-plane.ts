@@ -8,10 +8,10 @@
  * Local workloads have /32 routes to their veths (workload-link.ts), more specific than the pool
  * route, so only remote addresses enter the tunnel.
  */
-import { execFile } from 'node:child_process'
 import { FlatnetError } from '@flatnet/core'
 import type { PeerSettings, PeerStatus, WireguardBackend } from '@flatnet/wireguard'
 import { diffPeers, type DesiredPeer } from '../calc/peers.js'
+import { commandLine, runCommand, tail } from '../enforcement/command.js'
 
 export interface WireguardPlaneSettings {
   readonly interfaceName: string
@@ -27,13 +27,16 @@ export class OverlayCommandError extends FlatnetError {
   readonly code = 'ERR_AGENT_OVERLAY'
 }
 
-export function runIp(args: readonly string[], timeoutMs = 10_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile('ip', args, { timeout: timeoutMs }, (err, stdout, stderr) => {
-      if (err) reject(new OverlayCommandError(`ip ${args.join(' ')}: ${String(stderr).trim() || err.message}`))
-      else resolve(String(stdout))
-    })
-  })
+export async function runIp(args: readonly string[], timeoutMs = 10_000): Promise<string> {
+  const argv = ['ip', ...args]
+  let r: Awaited<ReturnType<typeof runCommand>>
+  try {
+    r = await runCommand(argv, { timeoutMs })
+  } catch (err) {
+    throw new OverlayCommandError(`${commandLine(argv)}: ${err instanceof Error ? err.message : String(err)}`)
+  }
+  if (r.status !== 0) throw new OverlayCommandError(`${commandLine(argv)}: ${tail(r.stderr) || `exit status ${r.status}`}`)
+  return r.stdout
 }
 
 export class WireguardPlane {
