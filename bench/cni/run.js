@@ -21,7 +21,8 @@ import { fileURLToPath } from 'node:url'
 import { AgentClient } from '../../packages/agent/dist/src/api/client.js'
 import { installCniPlugin } from '../../packages/cni/dist/src/index.js'
 import { labDown, labUp, readTopology } from '../../packages/lab/dist/src/index.js'
-import { exec, PodmanSandbox, podmanMissing } from './podman.js'
+// The podman sandbox of the lab's CNI test, so the bench and the test run podman alike.
+import { exec, PodmanSandbox, podmanMissing } from '../../packages/lab/dist/test/podman-sandbox.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const FLATNET = join(ROOT, 'packages', 'cli', 'bin', 'flatnet.js')

@@ -8,8 +8,7 @@
  * temporary directory): the machine's podman setup is neither read nor changed.
  */
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -20,92 +19,12 @@ import { cidrContains, parseCidr, parseIp } from '@flatnet/core'
 import { connectRedis, FlatnetStore, snapshotFromStore } from '@flatnet/store'
 import { labDown, labUp, loadTopology, probeLab, type LabUpResult } from '../src/index.js'
 import { repoRoot, skipReason, tempStateDir, uniqueLabId } from './helpers.js'
+import { exec, PodmanSandbox, podmanMissing, type Run } from './podman-sandbox.js'
 
 const FLATNET = join(repoRoot(), 'packages', 'cli', 'bin', 'flatnet.js')
-const BUSYBOX = '/bin/busybox'
-
 function missingTools(): string | false {
   if (skipReason) return skipReason
-  for (const tool of ['/usr/bin/podman', '/usr/sbin/runc', BUSYBOX]) if (!existsSync(tool)) return `needs ${tool} (scripts/setup.sh installs podman, runc and busybox-static)`
-  return false
-}
-
-interface Run {
-  code: number
-  stdout: string
-  stderr: string
-}
-
-function exec(cmd: string, args: readonly string[], opts: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(cmd, args, { env: opts.env ?? process.env, timeout: opts.timeoutMs ?? 60_000, killSignal: 'SIGKILL', maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0, stdout: String(stdout), stderr: String(stderr) })
-    })
-  })
-}
-
-/** A busybox root filesystem: the static busybox and a link for each applet. */
-function busyboxRootfs(dir: string): void {
-  for (const d of ['bin', 'etc', 'proc', 'sys', 'dev', 'tmp', 'run']) mkdirSync(join(dir, d), { recursive: true })
-  copyFileSync(BUSYBOX, join(dir, 'bin', 'busybox'))
-  chmodSync(join(dir, 'bin', 'busybox'), 0o755)
-  for (const applet of ['sh', 'nc', 'ip', 'sleep', 'cat', 'echo', 'true']) symlinkSync('busybox', join(dir, 'bin', applet))
-  writeFileSync(join(dir, 'etc', 'passwd'), 'root:x:0:0:root:/:/bin/sh\n')
-  // Answers one line per connection, as the lab's endpoints do: `<name> 8080/TCP`.
-  writeFileSync(join(dir, 'bin', 'serve'), '#!/bin/sh\necho "$ANSWER 8080/TCP"\n', { mode: 0o755 })
-}
-
-/** podman with a configuration, storage and runtime state of its own, run in a host's network namespace. */
-class PodmanSandbox {
-  readonly rootfs: string
-  readonly cniBin: string
-  readonly netDir: string
-  private readonly conf: string
-
-  constructor(
-    readonly dir: string,
-    private readonly netns: string,
-  ) {
-    this.rootfs = join(dir, 'rootfs')
-    this.cniBin = join(dir, 'cni-bin')
-    this.netDir = join(dir, 'net.d')
-    this.conf = join(dir, 'containers.conf')
-    for (const d of [this.cniBin, this.netDir, join(dir, 'tmp')]) mkdirSync(d, { recursive: true })
-    busyboxRootfs(this.rootfs)
-    writeFileSync(
-      this.conf,
-      [
-        '# podman configuration of flatnet\'s CNI test (CONTAINERS_CONF); the machine\'s is not used.',
-        '[containers]',
-        '# No rlimits for containers: raising them needs CAP_SYS_RESOURCE, which a sandbox may lack.',
-        'default_ulimits = []',
-        '[network]',
-        'network_backend = "cni"',
-        `cni_plugin_dirs = ["${this.cniBin}", "/usr/lib/cni"]`,
-        `network_config_dir = "${this.netDir}"`,
-        '[engine]',
-        'runtime = "runc"',
-        'cgroup_manager = "cgroupfs"',
-        'events_logger = "file"',
-        `events_logfile_path = "${join(dir, 'events.log')}"`,
-        '',
-      ].join('\n'),
-    )
-  }
-
-  podman(args: readonly string[], timeoutMs = 60_000): Promise<Run> {
-    const base = ['--root', join(this.dir, 'storage'), '--runroot', join(this.dir, 'run'), '--tmpdir', join(this.dir, 'tmp'), '--storage-driver', 'vfs']
-    return exec('nsenter', [`--net=/run/netns/${this.netns}`, 'podman', ...base, ...args], { env: { ...process.env, CONTAINERS_CONF: this.conf }, timeoutMs })
-  }
-
-  /** `podman run` of the busybox root filesystem. */
-  run(options: readonly string[], command: string, timeoutMs?: number): Promise<Run> {
-    return this.podman(['run', ...options, '--rootfs', this.rootfs, '/bin/sh', '-c', command], timeoutMs)
-  }
-
-  async cleanup(): Promise<void> {
-    await this.podman(['rm', '--all', '--force', '--time', '0'], 120_000)
-  }
+  return podmanMissing() ?? false
 }
 
 describe('podman runs containers on the flat network through flatnet-cni', { skip: missingTools(), timeout: 600_000 }, () => {
