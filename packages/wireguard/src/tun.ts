@@ -6,7 +6,8 @@
  */
 import { execFile } from 'node:child_process'
 import { InvalidArgumentError, parseCidr } from '@flatnet/core'
-import { callNative, DataPlaneIoError, nativeBinding, readerStoppedError, type DeviceStats, type NativeBinding, type NativeHandle } from './native.js'
+import { callNative, DataPlaneIoError, nativeBinding, type NativeBinding, type NativeHandle } from './native.js'
+import { NativeDevice } from './native-device.js'
 
 /** Called once per batch; `count` packets are in `buffer`, packet i at `i * slotSize`. */
 export type PacketBatchHandler = (buffer: Buffer, lengths: Uint32Array, count: number) => void
@@ -86,7 +87,7 @@ function runIp(ipPath: string, args: readonly string[], timeoutMs: number): Prom
   })
 }
 
-export class TunDevice {
+export class TunDevice extends NativeDevice {
   /** The name the kernel gave the interface. */
   readonly name: string
   readonly batchSize: number
@@ -98,15 +99,8 @@ export class TunDevice {
   /** The receive buffer handed to every handler call. */
   readonly buffer: Buffer
   readonly lengths: Uint32Array
-  readonly #native: NativeBinding
-  readonly #handle: NativeHandle
-  #closed = false
-  #reading = false
-  #errorHandler: ((err: DataPlaneIoError) => void) | undefined
-
   private constructor(native: NativeBinding, handle: NativeHandle, name: string, opts: TunOpenOptions, batchSize: number, slotSize: number) {
-    this.#native = native
-    this.#handle = handle
+    super(native, handle, `TUN device ${name}`, 'tun')
     this.name = name
     this.batchSize = batchSize
     this.slotSize = slotSize
@@ -154,52 +148,19 @@ export class TunDevice {
     return dev
   }
 
-  get closed(): boolean {
-    return this.#closed
-  }
-
-  /** The file descriptor (-1 once closed); owned by this object. */
-  get fd(): number {
-    return this.#closed ? -1 : this.#native.fd(this.#handle)
-  }
-
   /**
    * Starts delivering packets to `handler` (replacing any previous one); null stops reading.
    * While reading, the device keeps the event loop alive unless unref() was called.
    */
   onPackets(handler: PacketBatchHandler | null): void {
-    this.#assertOpen()
-    if (this.#reading) {
-      this.#native.stopRead(this.#handle)
-      this.#reading = false
-    }
-    if (!handler) return
-    const buffer = this.buffer
-    const lengths = this.lengths
-    const dispatch = (n: number): void => {
-      if (n > 0) {
-        handler(buffer, lengths, n)
-        return
-      }
-      this.#reading = false
-      this.#fail(readerStoppedError(`TUN device ${this.name}`, -n, 'read'))
-    }
-    callNative((n) => n.startRead(this.#handle, dispatch, buffer, lengths, null, null, this.batchSize, this.slotSize))
-    this.#reading = true
-  }
-
-  /**
-   * Receives the error that stops a reader (the interface was deleted). Without a handler the
-   * error is thrown from the event loop, as an EventEmitter's unhandled 'error' would be.
-   */
-  onError(handler: ((err: DataPlaneIoError) => void) | null): void {
-    this.#errorHandler = handler ?? undefined
+    const { buffer, lengths } = this
+    this.read(handler && ((n) => handler(buffer, lengths, n)), 'read', { buffer, lengths, offsets: null, addrs: null, batchSize: this.batchSize, slotSize: this.slotSize })
   }
 
   /** Writes one packet. False when the device would block or the write failed (see stats()). */
   write(buf: Uint8Array, offset = 0, length = buf.length - offset): boolean {
-    if (this.#closed) return false
-    return this.#native.tunWrite(this.#handle, buf, offset, length) === 1
+    if (this.closed) return false
+    return this.native.tunWrite(this.handle, buf, offset, length) === 1
   }
 
   /**
@@ -208,8 +169,8 @@ export class TunDevice {
    * processed and show up in stats().txErrors.
    */
   writeBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, count: number): number {
-    if (this.#closed) return 0
-    return this.#native.tunWriteBatch(this.#handle, buf, offsets, lengths, count)
+    if (this.closed) return 0
+    return this.native.tunWriteBatch(this.handle, buf, offsets, lengths, count)
   }
 
   /** Sets MTU and/or up/down by ioctl, in the namespace this process runs in. */
@@ -223,8 +184,8 @@ export class TunDevice {
 
   /** TUNSETOFFLOAD with TUN_F_* flags (TUN_OFFLOAD); needs a device opened with vnetHdr. */
   setOffload(flags: number): void {
-    this.#assertOpen()
-    callNative((n) => n.tunSetOffload(this.#handle, flags))
+    this.assertOpen()
+    callNative((n) => n.tunSetOffload(this.handle, flags))
   }
 
   /**
@@ -249,36 +210,4 @@ export class TunDevice {
     for (const a of opts.addresses ?? []) await runIp(ip, [...ns, 'addr', 'replace', a, 'dev', this.name], timeout)
   }
 
-  stats(): DeviceStats {
-    this.#assertOpen()
-    return this.#native.stats(this.#handle)
-  }
-
-  /** Lets the process exit while the device is being read. */
-  unref(): this {
-    if (!this.#closed) this.#native.setRef(this.#handle, false)
-    return this
-  }
-
-  ref(): this {
-    if (!this.#closed) this.#native.setRef(this.#handle, true)
-    return this
-  }
-
-  /** Stops reading and closes the descriptor; the kernel deletes the interface with its last descriptor. */
-  close(): void {
-    if (this.#closed) return
-    this.#closed = true
-    this.#reading = false
-    this.#native.close(this.#handle)
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new DataPlaneIoError(`TUN device ${this.name} is closed`, 'EBADF', 9, 'tun')
-  }
-
-  #fail(err: DataPlaneIoError): void {
-    if (this.#errorHandler) this.#errorHandler(err)
-    else throw err
-  }
 }

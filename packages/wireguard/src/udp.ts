@@ -19,14 +19,12 @@ import { formatIp, InvalidArgumentError, parseIp } from '@flatnet/core'
 import {
   ADDR_BYTES,
   callNative,
-  DataPlaneIoError,
   nativeBinding,
-  readerStoppedError,
-  type DeviceStats,
   type NativeBinding,
   type NativeHandle,
   type UdpInfo,
 } from './native.js'
+import { NativeDevice } from './native-device.js'
 
 
 /**
@@ -135,7 +133,7 @@ export function addrEquals(a: Uint8Array, i: number, b: Uint8Array, j: number): 
   return true
 }
 
-export class UdpSocket {
+export class UdpSocket extends NativeDevice {
   readonly localAddress: string
   readonly localPort: number
   readonly family: 4 | 6
@@ -146,16 +144,10 @@ export class UdpSocket {
   readonly offsets: Uint32Array
   readonly lengths: Uint32Array
   readonly addrs: Uint8Array
-  readonly #native: NativeBinding
-  readonly #handle: NativeHandle
   readonly #scratchAddr = new Uint8Array(ADDR_BYTES)
-  #closed = false
-  #reading = false
-  #errorHandler: ((err: DataPlaneIoError) => void) | undefined
 
   private constructor(native: NativeBinding, handle: NativeHandle, info: UdpInfo, opts: UdpBindOptions, batchSize: number, slotSize: number) {
-    this.#native = native
-    this.#handle = handle
+    super(native, handle, `UDP socket ${info.address}:${info.port}`, 'udp')
     this.localAddress = info.address
     this.localPort = info.port
     this.family = info.family
@@ -168,8 +160,11 @@ export class UdpSocket {
     this.addrs = opts.addrs ?? new Uint8Array(entries * ADDR_BYTES)
   }
 
-  /** Creates the socket and binds it. Reading starts with onDatagrams(). */
-  static bind(opts: UdpBindOptions): UdpSocket {
+  /**
+   * Creates the socket and binds it. Reading starts with onDatagrams(). (`override`: a class's
+   * static `bind` shadows Function.prototype.bind, which TypeScript sees through the base class.)
+   */
+  static override bind(opts: UdpBindOptions): UdpSocket {
     const native = nativeBinding()
     if (typeof opts?.address !== 'string') throw new InvalidArgumentError('bind needs an address (e.g. 0.0.0.0 or ::)')
     const port = opts.port ?? 0
@@ -206,18 +201,10 @@ export class UdpSocket {
     }
   }
 
-  get closed(): boolean {
-    return this.#closed
-  }
-
-  get fd(): number {
-    return this.#closed ? -1 : this.#native.fd(this.#handle)
-  }
-
   /** What the kernel granted: buffer sizes, and whether GSO/GRO are in use (GSO turns itself off if the route cannot do it). */
   info(): UdpInfo {
-    this.#assertOpen()
-    return this.#native.udpInfo(this.#handle)
+    this.assertOpen()
+    return this.native.udpInfo(this.handle)
   }
 
   /**
@@ -225,28 +212,8 @@ export class UdpSocket {
    * While reading, the socket keeps the event loop alive unless unref() was called.
    */
   onDatagrams(handler: DatagramBatchHandler | null): void {
-    this.#assertOpen()
-    if (this.#reading) {
-      this.#native.stopRead(this.#handle)
-      this.#reading = false
-    }
-    if (!handler) return
     const { buffer, offsets, lengths, addrs } = this
-    const dispatch = (n: number): void => {
-      if (n > 0) {
-        handler(buffer, offsets, lengths, addrs, n)
-        return
-      }
-      this.#reading = false
-      this.#fail(readerStoppedError(`UDP socket ${this.localAddress}:${this.localPort}`, -n, 'recvmmsg'))
-    }
-    callNative((n) => n.startRead(this.#handle, dispatch, buffer, lengths, offsets, addrs, this.batchSize, this.slotSize))
-    this.#reading = true
-  }
-
-  /** Receives the error that stops a reader; without a handler it is thrown from the event loop. */
-  onError(handler: ((err: DataPlaneIoError) => void) | null): void {
-    this.#errorHandler = handler ?? undefined
+    this.read(handler && ((n) => handler(buffer, offsets, lengths, addrs, n)), 'recvmmsg', { buffer, lengths, offsets, addrs, batchSize: this.batchSize, slotSize: this.slotSize })
   }
 
   /**
@@ -254,8 +221,8 @@ export class UdpSocket {
    * socket buffer is full or the send failed (counted in stats()).
    */
   send(buf: Uint8Array, offset: number, length: number, addrs: Uint8Array, index = 0): boolean {
-    if (this.#closed) return false
-    return this.#native.udpSend(this.#handle, buf, offset, length, addrs, index) === 1
+    if (this.closed) return false
+    return this.native.udpSend(this.handle, buf, offset, length, addrs, index) === 1
   }
 
   /** send() to an address given as text; parses it each call, so not for the per-packet path. */
@@ -272,39 +239,7 @@ export class UdpSocket {
    * Datagrams that failed otherwise count as processed and show up in stats().txErrors.
    */
   sendBatch(buf: Uint8Array, offsets: Uint32Array, lengths: Uint32Array, addrs: Uint8Array, count: number): number {
-    if (this.#closed) return 0
-    return this.#native.udpSendBatch(this.#handle, buf, offsets, lengths, addrs, count)
-  }
-
-  stats(): DeviceStats {
-    this.#assertOpen()
-    return this.#native.stats(this.#handle)
-  }
-
-  /** Lets the process exit while the socket is being read. */
-  unref(): this {
-    if (!this.#closed) this.#native.setRef(this.#handle, false)
-    return this
-  }
-
-  ref(): this {
-    if (!this.#closed) this.#native.setRef(this.#handle, true)
-    return this
-  }
-
-  close(): void {
-    if (this.#closed) return
-    this.#closed = true
-    this.#reading = false
-    this.#native.close(this.#handle)
-  }
-
-  #assertOpen(): void {
-    if (this.#closed) throw new DataPlaneIoError(`UDP socket ${this.localAddress}:${this.localPort} is closed`, 'EBADF', 9, 'udp')
-  }
-
-  #fail(err: DataPlaneIoError): void {
-    if (this.#errorHandler) this.#errorHandler(err)
-    else throw err
+    if (this.closed) return 0
+    return this.native.udpSendBatch(this.handle, buf, offsets, lengths, addrs, count)
   }
 }
