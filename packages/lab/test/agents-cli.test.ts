@@ -8,6 +8,7 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { connectRedis, FlatnetStore } from '@flatnet/store'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { labDown, labUp, loadTopology, readLabState, type LabUpResult } from '../src/index.js'
@@ -36,7 +37,10 @@ describe('the flatnet CLI against a running lab', { skip: skipReason, timeout: 1
   })
 
   after(async () => {
-    if (stateDir) await labDown({ stateDir })
+    if (stateDir) {
+      await labDown({ stateDir })
+      await rm(stateDir, { recursive: true, force: true })
+    }
   })
 
   it('lab env prints shell assignments that point the other commands at the lab', async () => {

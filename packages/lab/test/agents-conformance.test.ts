@@ -9,6 +9,7 @@
  * and such packets never leave the workload's namespace.
  */
 import assert from 'node:assert/strict'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AgentClient } from '@flatnet/agent/client'
@@ -46,7 +47,10 @@ describe('NetworkPolicy conformance through the lab, with real packets', { skip:
 
   after(async () => {
     await store?.close()
-    if (stateDir) await labDown({ stateDir })
+    if (stateDir) {
+      await labDown({ stateDir })
+      await rm(stateDir, { recursive: true, force: true })
+    }
   })
 
   /** Writes, then waits until every agent enforces what was written. */

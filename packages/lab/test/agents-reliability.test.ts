@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict'
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { writeFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { AgentClient } from '@flatnet/agent/client'
@@ -76,7 +77,10 @@ describe('agents in the lab: mixed estate, tiers across hosts, fail-static, rest
   after(async () => {
     await store?.close()
     for (const c of extra) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    if (stateDir) await labDown({ stateDir })
+    if (stateDir) {
+      await labDown({ stateDir })
+      await rm(stateDir, { recursive: true, force: true })
+    }
   })
 
   function newStore(): FlatnetStore {
