@@ -145,6 +145,9 @@ export class Agent {
   private stopped = false
   private background: Promise<void> | undefined
   private readonly onApplied = new Set<(s: AppliedState) => void>()
+  /** The newest revision whose rules are in the kernel (ahead of `applied` while a pass finishes). */
+  private enforcedRevision = -1
+  private readonly onEnforced = new Set<(revision: number) => void>()
 
   constructor(components: AgentComponents) {
     this.config = components.config
@@ -214,6 +217,35 @@ export class Agent {
       }
       this.onApplied.add(cb)
     })
+  }
+
+  /**
+   * Resolves once the rules for `revision` or later are in the kernel: new flows meet them.
+   * Earlier than `waitApplied` by what the pass does after loading rules (cutting connections
+   * the rules no longer allow, WireGuard peers, reports), none of which concerns an endpoint
+   * that has just been attached (a CNI ADD waits on this).
+   */
+  waitEnforced(revision: number, timeoutMs: number): Promise<void> {
+    if (this.enforcedRevision >= revision) return Promise.resolve()
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.onEnforced.delete(cb)
+        reject(new Error(`the rules of revision ${revision} were not in the kernel within ${timeoutMs} ms (enforced: ${this.enforcedRevision < 0 ? 'none' : this.enforcedRevision}, last error: ${this.lastApplyError ?? 'none'})`))
+      }, timeoutMs)
+      const cb = (enforced: number): void => {
+        if (enforced < revision) return
+        clearTimeout(timer)
+        this.onEnforced.delete(cb)
+        resolve()
+      }
+      this.onEnforced.add(cb)
+    })
+  }
+
+  private markEnforced(revision: number): void {
+    if (revision <= this.enforcedRevision) return
+    this.enforcedRevision = revision
+    for (const cb of [...this.onEnforced]) cb(revision)
   }
 
   /** Ready: enforcing state from the store (or, without it, a local snapshot) and the overlay is up. */
@@ -434,7 +466,7 @@ export class Agent {
     const own = localEndpoints(snapshot, this.config.nodeName)
     // Until the store has been read, rules left by the previous run win over the local snapshot.
     const keep = this.keepKernelRules && !this.connected
-    const enforced = keep ? { rules: 0, connectionsCut: 0 } : await this.enforcer.apply(snapshot, own)
+    const enforced = keep ? { rules: 0, connectionsCut: 0 } : await this.enforcer.apply(snapshot, own, { onRulesLoaded: () => this.markEnforced(revision) })
     if (!keep) this.keepKernelRules = false
     let peerCount = 0
     if (this.plane?.isUp && this.key) {
@@ -456,6 +488,7 @@ export class Agent {
       peers: peerCount,
     }
     this.applied = applied
+    this.markEnforced(revision)
     this.lastApplyError = undefined
     for (const cb of [...this.onApplied]) cb(applied)
     this.afterApply()

@@ -32,7 +32,8 @@ export interface CniAgent {
   readonly workloads: WorkloadManager | undefined
   readonly config: { readonly wireguard: { readonly mtu: number } }
   readiness(): { ready: boolean; reasons: string[] }
-  waitApplied(revision: number, timeoutMs: number): Promise<unknown>
+  /** Resolves once the rules for the revision (or a later one) are in the kernel. */
+  waitEnforced(revision: number, timeoutMs: number): Promise<unknown>
   /** This node's endpoints in the policy state the agent enforces. */
   readonly localEndpointRecords: readonly EndpointRecord[]
 }
@@ -192,7 +193,7 @@ export function cniRoutes(agent: CniAgent, options: CniRoutesOptions = {}): ApiR
   async function enforced(a: Attachment, waitMs: number): Promise<void> {
     if (waitMs <= 0 || a.endpointRevision === undefined) return
     try {
-      await agent.waitApplied(a.endpointRevision, waitMs)
+      await agent.waitEnforced(a.endpointRevision, waitMs)
     } catch (err) {
       await workloads()
         .detach(a.key, { attachmentId: a.attachmentId })

@@ -11,10 +11,19 @@ export interface EnforcementReport {
   readonly connectionsCut: number
 }
 
+/** Told of a pass's milestones while it runs. */
+export interface EnforcementHooks {
+  /**
+   * The pass's rules are in the kernel (or were already): new flows meet them from now on. What
+   * follows (cutting connections the new rules no longer allow) concerns existing flows only.
+   */
+  readonly onRulesLoaded?: (() => void) | undefined
+}
+
 export interface Enforcer {
   /** Recognises leftover state of an earlier run; touches nothing before the first apply. */
   start(): Promise<void>
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[]): Promise<EnforcementReport>
+  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport>
   /** Whether the kernel holds rules of an earlier run (left in place by a stop or a crash). */
   holdsRules(): Promise<boolean>
   stop(options: { removeRules: boolean }): Promise<void>

@@ -69,7 +69,7 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
         log.warn({ err: err instanceof Error ? err.message : String(err) }, 'flow log unavailable; enforcement goes on without it')
       }
     },
-    apply: (snapshot: Parameters<Enforcer['apply']>[0], local: readonly EndpointRecord[]) => inner.apply(snapshot, local),
+    apply: (...args: Parameters<Enforcer['apply']>) => inner.apply(...args),
     stop: (options: { removeRules: boolean }) => inner.stop(options),
     holdsRules: () => table.exists(),
     recentFlows(limit: number): FlowRecord[] {

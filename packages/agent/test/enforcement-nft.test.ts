@@ -282,6 +282,30 @@ describe('nftables enforcement in network namespaces', { skip }, () => {
     assert.equal((await table.counters()).rev, rulesetRev)
   })
 
+  it('tells the agent its rules are loaded once the table is in the kernel, before the connection cut, and again for an unchanged ruleset', async () => {
+    const events: string[] = []
+    const enforcer = createNftEnforcer({
+      table,
+      conntrack: {
+        list: () => cutter.list(),
+        cut: async (...args) => {
+          events.push(`cut; kernel rev ${(await table.counters()).rev === enforcer.current?.rev ? 'new' : 'old'}`)
+          return cutter.cut(...args)
+        },
+      },
+    })
+    await table.remove()
+    const records = input.localEndpoints.map((l) => snapshot.endpoint(l.key)!)
+    const onRulesLoaded = (): void => void events.push('loaded')
+    await enforcer.apply(snapshot, records, { onRulesLoaded })
+    assert.deepEqual(events.slice(0, 2), ['loaded', 'cut; kernel rev new'])
+    events.length = 0
+    await enforcer.apply(snapshot, records, { onRulesLoaded })
+    assert.deepEqual(events, ['loaded'], 'an unchanged ruleset is not applied again, but it is in force')
+    // Back to the full input (with the workloads' host interfaces) for the tests that follow.
+    await table.apply(renderNftRuleset(snapshot, input))
+  })
+
   it('drops packets a workload sends from an address that is not its own, and counts them', async () => {
     const a = world.probe('web/a')
     const b = world.probe('web/b')

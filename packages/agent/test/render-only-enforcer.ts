@@ -7,7 +7,7 @@
  */
 import { renderNftRuleset, type EndpointRecord, type NftRuleset, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
 import { defaultDescribeLocal } from '../src/enforcement/nft-enforcer.js'
-import type { EnforcementReport, Enforcer } from '../src/enforcer.js'
+import type { EnforcementHooks, EnforcementReport, Enforcer } from '../src/enforcer.js'
 
 export class RenderOnlyEnforcer implements Enforcer {
   /** The ruleset of the last apply. */
@@ -21,10 +21,11 @@ export class RenderOnlyEnforcer implements Enforcer {
     return Promise.resolve()
   }
 
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[]): Promise<EnforcementReport> {
+  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport> {
     const ruleset = renderNftRuleset(snapshot, { ...this.input, localEndpoints: local.map(defaultDescribeLocal) })
     this.last = ruleset
     this.renders++
+    hooks?.onRulesLoaded?.()
     return Promise.resolve({ rules: Object.keys(ruleset.rules).length, connectionsCut: 0 })
   }
 

@@ -45,9 +45,9 @@ export interface EnforcementPass {
 export interface NftEnforcer {
   start(): Promise<void>
   /** One pass for the agent: the local endpoints as records of the snapshot. */
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[]): Promise<{ rules: number; connectionsCut: number }>
-  /** One pass with a complete ruleset input. */
-  enforce(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<EnforcementPass>
+  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: { readonly onRulesLoaded?: (() => void) | undefined }): Promise<{ rules: number; connectionsCut: number }>
+  /** One pass with a complete ruleset input; `onRulesLoaded` runs once the table is in the kernel, before the cut. */
+  enforce(snapshot: PolicySnapshot, input: NftRulesetInput, onRulesLoaded?: () => void): Promise<EnforcementPass>
   stop(options: { removeRules: boolean }): Promise<void>
   /** The ruleset last applied. */
   readonly current: NftRuleset | undefined
@@ -61,12 +61,16 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
   const describe = options.describeLocal ?? defaultDescribeLocal
   let current: NftRuleset | undefined
 
-  async function enforce(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<EnforcementPass> {
+  async function enforce(snapshot: PolicySnapshot, input: NftRulesetInput, onRulesLoaded?: () => void): Promise<EnforcementPass> {
     const ruleset = renderNftRuleset(snapshot, { ...input, table: components.table.table })
-    if (current !== undefined && current.text === ruleset.text) return { ruleset, applied: false, cut: undefined }
+    if (current !== undefined && current.text === ruleset.text) {
+      onRulesLoaded?.()
+      return { ruleset, applied: false, cut: undefined }
+    }
     components.flowLog?.remember(ruleset)
     await components.table.apply(ruleset)
     current = ruleset
+    onRulesLoaded?.()
     const cut = await components.conntrack.cut(snapshot, input)
     return { ruleset, applied: true, cut }
   }
@@ -79,8 +83,8 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
       await components.flowLogReader?.start()
     },
     enforce,
-    async apply(snapshot, local) {
-      const pass = await enforce(snapshot, { ...options.ruleset, localEndpoints: local.map(describe) })
+    async apply(snapshot, local, hooks) {
+      const pass = await enforce(snapshot, { ...options.ruleset, localEndpoints: local.map(describe) }, hooks?.onRulesLoaded)
       return { rules: Object.keys(pass.ruleset.rules).length, connectionsCut: pass.cut?.denied.length ?? 0 }
     },
     async stop({ removeRules }) {

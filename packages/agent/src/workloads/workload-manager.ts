@@ -314,8 +314,10 @@ export class WorkloadManager {
       const a = this.attachments.get(key)
       if (!a) return false
       if (options.attachmentId !== undefined && a.attachmentId !== options.attachmentId) return false
-      await detachWorkload({ hostIfname: a.hostIfname, netns: a.netns })
-      await this.c.store.write([await this.endpointAfterDetach(a)])
+      // The link and the endpoint go at the same time (neither needs the other gone first); the
+      // address is freed only after both, so that no new workload gets it while a route to the
+      // old veth or an endpoint naming it remains.
+      await Promise.all([detachWorkload({ hostIfname: a.hostIfname, netns: a.netns }), this.endpointAfterDetach(a).then((op) => this.c.store.write([op]))])
       await this.c.ipam.release({ node: this.c.ipamNode, handle: `workload:${key}` })
       this.attachments.delete(key)
       this.save()
