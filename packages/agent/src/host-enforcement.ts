@@ -9,8 +9,8 @@
  */
 import type { Logger } from 'pino'
 import { FlatnetError } from '@flatnet/core'
-import type { EndpointRecord, NftLocalEndpoint, NftPortSpec } from '@flatnet/policy'
-import type { AgentConfig, FailsafePort } from './config/types.js'
+import type { EndpointRecord, NftFailsafe, NftLocalEndpoint, NftPortSpec } from '@flatnet/policy'
+import type { AgentConfig, AgentFailsafeConfig, FailsafePort } from './config/types.js'
 import { createConntrackCutter, createFlowLogReader, createNftEnforcer, createNftTable, FlowLog, type ConntrackCutter, type FlowRecord } from './enforcement/index.js'
 import type { Enforcer } from './enforcer.js'
 import type { FlowSource } from './agent-routes.js'
@@ -18,17 +18,22 @@ import type { FlowSource } from './agent-routes.js'
 /** The NFLOG group flatnet's rules log to. */
 export const FLATNET_LOG_GROUP = 17
 
-/** A failsafe entry the enforcement cannot express. */
+/** A failsafe entry the enforcement cannot express: an SCTP one (the ruleset's failsafe rules are TCP or UDP). */
 export class FailsafeUnsupportedError extends FlatnetError {
   readonly code = 'ERR_AGENT_FAILSAFE'
 }
 
+/** The configuration's failsafe entries as ruleset input; an empty `cidr` means any address. */
 function ports(list: readonly FailsafePort[], field: string): NftPortSpec[] {
   return list.map((p, i) => {
-    if (p.cidr !== '') throw new FailsafeUnsupportedError(`${field}[${i}]: failsafe rules limited to a CIDR are not enforced by this version; remove "cidr" (the port is then open to every address)`)
     if (p.protocol === 'SCTP') throw new FailsafeUnsupportedError(`${field}[${i}]: failsafe rules are TCP or UDP`)
-    return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', port: p.port }
+    return { protocol: p.protocol === 'TCP' ? 'tcp' : 'udp', port: p.port, cidr: p.cidr === '' ? undefined : p.cidr }
   })
+}
+
+/** `policy.failsafe` as the ruleset's failsafe input. */
+export function failsafeRulesetInput(failsafe: AgentFailsafeConfig): NftFailsafe {
+  return { inbound: ports(failsafe.inbound, 'policy.failsafe.inbound'), outbound: ports(failsafe.outbound, 'policy.failsafe.outbound') }
 }
 
 function meshPort(config: AgentConfig): number | undefined {
@@ -58,7 +63,7 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
   const { config, log } = components
   const flowLog = new FlowLog()
   const reader = createFlowLogReader(flowLog, { group: FLATNET_LOG_GROUP })
-  const failsafe = { inbound: ports(config.policy.failsafe.inbound, 'policy.failsafe.inbound'), outbound: ports(config.policy.failsafe.outbound, 'policy.failsafe.outbound') }
+  const failsafe = failsafeRulesetInput(config.policy.failsafe)
   const self = {
     hostInterfaceOf: components.hostInterfaceOf,
     async start() {

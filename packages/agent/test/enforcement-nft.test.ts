@@ -17,9 +17,14 @@
  * IPv6, must give exactly what PolicySnapshot.evaluate gives.
  */
 import assert from 'node:assert/strict'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { formatIp, type Protocol } from '@flatnet/core'
-import { loadObjects, PolicyCompiler, renderNftRuleset, type NftRuleInfo, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
+import { loadObjects, PolicyCompiler, renderNftRuleset, type NftFailsafe, type NftRuleInfo, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
+import { loadAgentConfig } from '../src/config/index.js'
+import { failsafeRulesetInput } from '../src/host-enforcement.js'
 import {
   createConntrackCutter,
   createNftEnforcer,
@@ -94,6 +99,13 @@ const POLICIES: Manifest[] = [
   cnp('pass-ops', 'Admin', 20, team('web'), [{ action: 'Pass', from: [team('ops')] }]),
   cnp('ops-to-db-81', 'Admin', 30, team('db'), [{ action: 'Accept', from: [team('ops')], protocols: [{ tcp: { destinationPort: { number: 81 } } }] }]),
   cnp('no-ops', 'Baseline', 10, { namespaces: {} }, [{ action: 'Deny', from: [team('ops')] }]),
+]
+
+/** Every endpoint denies all ingress (Admin tier), and the host is isolated both ways. */
+const DENY_ALL: Manifest[] = [
+  ...INVENTORY,
+  cnp('deny-all', 'Admin', 0, { namespaces: {} }, [{ action: 'Deny', from: [{ namespaces: {} }] }]),
+  np('ops', 'node-in', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
 ]
 
 function compile(manifests: readonly Manifest[]): PolicySnapshot {
@@ -224,12 +236,7 @@ describe('nftables enforcement in network namespaces', { skip }, () => {
   })
 
   it('keeps failsafe and protected ports of the host endpoint open under a deny-all', async () => {
-    const denyAll = [
-      ...INVENTORY,
-      cnp('deny-all', 'Admin', 0, { namespaces: {} }, [{ action: 'Deny', from: [{ namespaces: {} }] }]),
-      np('ops', 'node-in', { podSelector: {}, policyTypes: ['Ingress', 'Egress'] }),
-    ]
-    const locked = compile(denyAll)
+    const locked = compile(DENY_ALL)
     await table.apply(renderNftRuleset(locked, input))
     const a = world.probe('web/a')
     const toHost = (port: number, protocol: Protocol, family: 4 | 6 = 4): Cell => ({
@@ -245,6 +252,39 @@ describe('nftables enforcement in network namespaces', { skip }, () => {
     assert.deepEqual(got, [true, true, true, true, false, false], 'ssh, mesh and overlay open; policy ports closed')
     for (const c of cells.slice(4)) assert.equal(locked.evaluate(locked.resolve(c.srcIp), locked.resolve(c.dstIp), c.port, c.protocol).allowed, false)
     assert.equal(await probeCell(world.probe('web/b'), { from: 'web/b', to: 'web/a', srcIp: '10.77.1.2', dstIp: '10.77.1.1', port: 80, protocol: 'TCP' }), false)
+  })
+
+  it('opens a failsafe port limited to a CIDR (from the agent configuration) only to sources in that CIDR, under a deny-all', async () => {
+    const [aV4, aV6] = WORKLOADS[0]!.addresses as [string, string]
+    const dir = mkdtempSync(join(tmpdir(), 'fn-enf-config-'))
+    let failsafe: NftFailsafe
+    try {
+      const file = join(dir, 'agent.yaml')
+      writeFileSync(file, ['policy:', '  failsafe:', '    inbound:', `    - {protocol: TCP, port: 22, cidr: ${aV4}/32}`, '    outbound: []', ''].join('\n'))
+      failsafe = failsafeRulesetInput(loadAgentConfig({ file, env: {} }, { hostname: () => 'node' }).policy.failsafe)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    assert.deepEqual(failsafe.inbound, [{ protocol: 'tcp', port: 22, cidr: `${aV4}/32` }])
+    const locked = compile(DENY_ALL)
+    const ruleset = renderNftRuleset(locked, { ...input, failsafe })
+    await table.apply(ruleset)
+    const ssh = (from: string, srcIp: string, dstIp: string): Promise<boolean> =>
+      probeCell(world.probe(from), { from, to: HOST_KEY, srcIp, dstIp, port: 22, protocol: 'TCP' })
+    const [fromA, fromB, fromC, fromA6] = await Promise.all([
+      ssh('web/a', aV4, HOST_IPS[0]!),
+      ssh('web/b', WORKLOADS[1]!.addresses[0]!, HOST_IPS[0]!),
+      ssh('db/c', WORKLOADS[2]!.addresses[0]!, HOST_IPS[0]!),
+      ssh('web/a', aV6, HOST_IPS[1]!),
+    ])
+    assert.deepEqual(
+      { fromA, fromB, fromC, fromA6 },
+      { fromA: true, fromB: false, fromC: false, fromA6: false },
+      `only ${aV4} reaches SSH: not the other workloads, and not web/a over IPv6 (the CIDR is IPv4)`,
+    )
+    const rule = Object.values(ruleset.rules).find((r) => r.tier === 'Failsafe' && r.description.endsWith(`from ${aV4}/32`))
+    assert.ok(rule, 'the limited entry has a rule of its own')
+    assert.equal((await table.counters()).rules.get(rule.id)?.packets, 1, "web/a's SYN, counted under the limited failsafe rule")
   })
 
   it('replaces the table atomically: one table after repeated applies, a refused ruleset changes nothing', async () => {

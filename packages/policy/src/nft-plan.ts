@@ -16,6 +16,9 @@
  * "allow" is `return` in an egress chain (the destination's ingress chain may still have to
  * run when it is local too) and `accept` in an ingress chain, which always runs last.
  *
+ * A failsafe entry limited to a CIDR becomes its own rule, matched like an ipBlock peer: an
+ * address set of that CIDR's family, against the source (inbound) or destination (outbound).
+ *
  * Peers become address sets: the addresses of every endpoint a selector matches (the whole
  * cluster, not only local ones), CIDRs minus their exceptions as intervals. A named port is
  * looked up on the destination: for ingress that is the local endpoint itself, so it becomes a
@@ -24,7 +27,7 @@
  * Pure: no I/O. The plan depends only on the snapshot's content and the input, never on the
  * order in which the snapshot was built.
  */
-import { formatIp, InvalidArgumentError, type IpAddress, type IpFamily, type Protocol } from '@flatnet/core'
+import { cidrContains, formatCidr, formatIp, InvalidArgumentError, parseCidr, type Cidr, type IpAddress, type IpFamily, type Protocol } from '@flatnet/core'
 import type { CompiledClusterPolicy, CompiledPeer, CompiledRule, DirectionVerdict, VerdictTier } from './compiled-policy.js'
 import type { ClusterRuleAction, Direction } from './model.js'
 import type { EndpointRecord, PolicySnapshot } from './snapshot.js'
@@ -45,6 +48,11 @@ export interface NftLocalEndpoint {
 export interface NftPortSpec {
   readonly protocol: 'tcp' | 'udp'
   readonly port: number
+  /**
+   * Limits the entry to peers in this CIDR (IPv4 or IPv6, no host bits): sources for inbound,
+   * destinations for outbound. Absent: any address of either family.
+   */
+  readonly cidr?: string | undefined
 }
 
 export interface NftFailsafe {
@@ -83,10 +91,17 @@ export const NFT_DEFAULTS = Object.freeze({
   }),
 })
 
+/** A failsafe entry as checked: the CIDR parsed, undefined for any address. */
+interface FailsafeEntry {
+  readonly protocol: 'tcp' | 'udp'
+  readonly port: number
+  readonly cidr: Cidr | undefined
+}
+
 interface NormalizedInput {
   readonly table: string
   readonly localEndpoints: readonly NftLocalEndpoint[]
-  readonly failsafe: NftFailsafe
+  readonly failsafe: { readonly inbound: readonly FailsafeEntry[]; readonly outbound: readonly FailsafeEntry[] }
   readonly overlayUdpPort: number | undefined
   readonly meshTcpPort: number | undefined
   readonly logPrefixTag: string
@@ -106,10 +121,22 @@ function checkPort(value: unknown, field: string): number {
   return value
 }
 
-function checkPorts(list: readonly NftPortSpec[], field: string): readonly NftPortSpec[] {
+/**
+ * A failsafe CIDR. One with host bits set is refused rather than widened to its network: the
+ * entry would open the port to more addresses than were written.
+ */
+function checkCidr(value: unknown, field: string): Cidr {
+  const parsed = typeof value === 'string' ? parseCidr(value) : undefined
+  if (!parsed) throw new InvalidArgumentError(`${field} must be an IPv4 or IPv6 CIDR (e.g. 10.0.0.0/8 or fd00::/64), got ${JSON.stringify(value)}`)
+  if (parsed.hostBitsSet) throw new InvalidArgumentError(`${field} ${JSON.stringify(value)} has host bits set: did you mean ${formatCidr(parsed)}?`)
+  return { family: parsed.family, network: parsed.network, prefix: parsed.prefix }
+}
+
+function checkPorts(list: readonly NftPortSpec[], field: string): readonly FailsafeEntry[] {
   return list.map((p, i) => {
     if (p.protocol !== 'tcp' && p.protocol !== 'udp') throw new InvalidArgumentError(`${field}[${i}].protocol must be "tcp" or "udp", got ${JSON.stringify(p.protocol)}`)
-    return { protocol: p.protocol, port: checkPort(p.port, `${field}[${i}].port`) }
+    const port = checkPort(p.port, `${field}[${i}].port`)
+    return { protocol: p.protocol, port, cidr: p.cidr === undefined ? undefined : checkCidr(p.cidr, `${field}[${i}].cidr`) }
   })
 }
 
@@ -349,6 +376,25 @@ function mergePorts(ports: readonly PortRange[]): PortRange[] {
 
 const toRange = (p: { protocol: 'tcp' | 'udp'; port: number }): PortRange => ({ protocol: p.protocol === 'tcp' ? 'TCP' : 'UDP', from: p.port, to: p.port })
 
+/** Failsafe entries with the same CIDR (or none) share one rule; the unlimited ones come first, then by family and address. */
+function failsafeGroups(entries: readonly FailsafeEntry[]): { cidr: Cidr | undefined; ports: PortRange[] }[] {
+  const groups = new Map<string, { cidr: Cidr | undefined; ports: PortRange[] }>()
+  for (const e of entries) {
+    const key = e.cidr === undefined ? '' : formatCidr(e.cidr)
+    let g = groups.get(key)
+    if (!g) groups.set(key, (g = { cidr: e.cidr, ports: [] }))
+    g.ports.push(toRange(e))
+  }
+  const order = (c: Cidr | undefined): [number, bigint, number] => (c === undefined ? [0, 0n, 0] : [c.family, addressValue(c.network), c.prefix])
+  return [...groups.values()]
+    .map((g) => ({ cidr: g.cidr, ports: mergePorts(g.ports) }))
+    .sort((a, b) => {
+      const [fa, va, pa] = order(a.cidr)
+      const [fb, vb, pb] = order(b.cidr)
+      return fa - fb || (va < vb ? -1 : va > vb ? 1 : 0) || pa - pb
+    })
+}
+
 /** Builds the plan; see the file comment. */
 export function planNftRuleset(snapshot: PolicySnapshot, rawInput: NftRulesetInput): NftPlan {
   return new Planner(snapshot, normalizeNftInput(rawInput)).plan()
@@ -502,15 +548,22 @@ class Planner {
   private hostExemptions(local: NftLocalEndpoint, direction: Direction, allow: PlanVerdict): PlanRule[] {
     const out: PlanRule[] = []
     const fs = direction === 'ingress' ? this.input.failsafe.inbound : this.input.failsafe.outbound
-    if (fs.length > 0) {
+    const which = direction === 'ingress' ? 'inbound' : 'outbound'
+    for (const { cidr, ports } of failsafeGroups(fs)) {
       const id = this.newRule({
         tier: 'Failsafe',
         action: 'allow',
         direction,
         endpoint: local.key,
-        description: `failsafe ${direction === 'ingress' ? 'inbound' : 'outbound'} port of host endpoint ${local.key}`,
+        description: `failsafe ${which} port of host endpoint ${local.key}${cidr === undefined ? '' : ` ${direction === 'ingress' ? 'from' : 'to'} ${formatCidr(cidr)}`}`,
       })
-      out.push({ id, match: { ports: mergePorts(fs.map(toRange)) }, verdict: allow })
+      if (cidr === undefined) {
+        out.push({ id, match: { ports }, verdict: allow })
+        continue
+      }
+      // The set's family is the rule's: an IPv4 CIDR never matches an IPv6 packet, nor the other way round.
+      const set = this.addressSet(cidr.family, [cidrRange(cidr)], `failsafe ${which} ${formatCidr(cidr)}`)
+      out.push({ id, match: { family: cidr.family, peer: { field: direction === 'ingress' ? 'saddr' : 'daddr', set }, ports }, verdict: allow })
     }
     const { overlayUdpPort: overlay, meshTcpPort: mesh } = this.input
     const dports: PortRange[] = []
@@ -719,10 +772,13 @@ export function enforcedVerdicts(snapshot: PolicySnapshot, rawInput: NftRulesetI
     const record = snapshot.endpoint(e.key)
     if (record) for (const a of ownedAddresses(snapshot, record)) local.set(formatIp(a.ip), e)
   }
-  const inbound = input.failsafe.inbound.map(toRange)
-  const outbound = input.failsafe.outbound.map(toRange)
+  const entries = (list: readonly FailsafeEntry[]): { range: PortRange; cidr: Cidr | undefined }[] => list.map((e) => ({ range: toRange(e), cidr: e.cidr }))
+  const inbound = entries(input.failsafe.inbound)
+  const outbound = entries(input.failsafe.outbound)
   const { overlayUdpPort: overlay, meshTcpPort: mesh } = input
-  const hit = (ranges: readonly PortRange[], protocol: Protocol, port: number): boolean => ranges.some((r) => r.protocol === protocol && port >= r.from && port <= r.to)
+  // `peer` is the source for inbound entries and the destination for outbound ones, as in the table.
+  const hit = (list: ReturnType<typeof entries>, protocol: Protocol, port: number, peer: IpAddress): boolean =>
+    list.some(({ range: r, cidr }) => r.protocol === protocol && port >= r.from && port <= r.to && (cidr === undefined || cidrContains(cidr, peer)))
   const protectedDst = (f: EnforcedFlow): boolean => (f.protocol === 'UDP' && f.dstPort === overlay) || (f.protocol === 'TCP' && f.dstPort === mesh)
   return (f) => {
     const srcText = formatIp(f.src)
@@ -735,12 +791,12 @@ export function enforcedVerdicts(snapshot: PolicySnapshot, rawInput: NftRulesetI
     let exempt: string | undefined
     let egressOk = true
     if (src) {
-      if (src.kind === 'host' && (hit(outbound, f.protocol, f.dstPort) || protectedDst(f) || (f.protocol === 'UDP' && f.srcPort === overlay))) exempt = 'failsafe-outbound'
+      if (src.kind === 'host' && (hit(outbound, f.protocol, f.dstPort, f.dst) || protectedDst(f) || (f.protocol === 'UDP' && f.srcPort === overlay))) exempt = 'failsafe-outbound'
       else egressOk = v.egress.allowed
     }
     let ingressOk = true
     if (dst) {
-      if (dst.kind === 'host' && (hit(inbound, f.protocol, f.dstPort) || protectedDst(f))) exempt ??= 'failsafe-inbound'
+      if (dst.kind === 'host' && (hit(inbound, f.protocol, f.dstPort, f.src) || protectedDst(f))) exempt ??= 'failsafe-inbound'
       else ingressOk = v.ingress.allowed
     }
     return { allowed: egressOk && ingressOk, egress: src ? v.egress : undefined, ingress: dst ? v.ingress : undefined, exempt }

@@ -23,8 +23,10 @@ import {
   PolicyCompiler,
   renderNftRuleset,
   type DirectionVerdict,
+  type NftFailsafe,
   type NftLocalEndpoint,
   type NftPlan,
+  type NftPortSpec,
   type NftRulesetInput,
   type PlanMatch,
   type PolicySnapshot,
@@ -94,6 +96,26 @@ const SMALL_LOCAL: NftLocalEndpoint[] = [
   { key: 'x/h', kind: 'host' },
 ]
 const SMALL_INPUT: NftRulesetInput = { localEndpoints: SMALL_LOCAL, protectedPorts: { overlayUdpPort: 51820, meshTcpPort: 4001 }, logPrefixTag: 'n1' }
+
+/**
+ * SSH and SNMP in from an admin network (written in two forms of one IPv6 CIDR, to show they are
+ * one), a port open to all of IPv4 but not IPv6, DHCP replies from anywhere; HTTPS out to one
+ * network, DNS out anywhere.
+ */
+const FAILSAFE_CIDRS: NftFailsafe = {
+  inbound: [
+    { protocol: 'tcp', port: 22, cidr: '10.7.1.0/24' },
+    { protocol: 'tcp', port: 22, cidr: 'fd07::/112' },
+    { protocol: 'udp', port: 161, cidr: '10.7.1.0/24' },
+    { protocol: 'tcp', port: 2222, cidr: '0.0.0.0/0' },
+    { protocol: 'udp', port: 68 },
+    { protocol: 'tcp', port: 22, cidr: 'FD07:0::/112' },
+  ],
+  outbound: [
+    { protocol: 'tcp', port: 443, cidr: '192.0.2.0/24' },
+    { protocol: 'udp', port: 53 },
+  ],
+}
 
 /** The lines of one block (`chain NAME {` ... `}`) of the ruleset text. */
 function block(text: string, head: string): string[] {
@@ -170,6 +192,33 @@ describe('nft ruleset text', () => {
     assert.ok(!text.includes('tcp . 22'))
   })
 
+  it('limits a failsafe entry with a CIDR to sources (inbound) or destinations (outbound) in it, with a set of its own family', () => {
+    const text = renderNftRuleset(snapshot, { ...SMALL_INPUT, failsafe: FAILSAFE_CIDRS }).text
+    const ingress = block(text, 'chain ep3-ingress')
+    // Unlimited entries first, then one rule per CIDR (IPv4 before IPv6), then the protected ports.
+    assert.match(ingress[1]!, /^meta l4proto \. th dport \{ udp \. 68 \} counter .* accept$/)
+    const v4any = /^ip saddr @(\S+) meta l4proto \. th dport \{ tcp \. 2222 \} counter .* accept$/.exec(ingress[2]!)
+    const v4admin = /^ip saddr @(\S+) meta l4proto \. th dport \{ tcp \. 22, udp \. 161 \} counter .* accept$/.exec(ingress[3]!)
+    const v6admin = /^ip6 saddr @(\S+) meta l4proto \. th dport \{ tcp \. 22 \} counter .* accept$/.exec(ingress[4]!)
+    assert.ok(v4any && v4admin && v6admin, ingress.join('\n'))
+    assert.match(ingress[5]!, /^meta l4proto \. th dport \{ tcp \. 4001, udp \. 51820 \} counter .* accept$/)
+    assert.deepEqual(block(text, `set ${v4any[1]}`).filter((l) => !l.startsWith('comment')), ['type ipv4_addr', 'flags interval', 'elements = { 0.0.0.0/0 }'])
+    assert.deepEqual(block(text, `set ${v4admin[1]}`).filter((l) => !l.startsWith('comment')), ['type ipv4_addr', 'flags interval', 'elements = { 10.7.1.0/24 }'])
+    assert.deepEqual(block(text, `set ${v6admin[1]}`).filter((l) => !l.startsWith('comment')), ['type ipv6_addr', 'flags interval', 'elements = { fd07::/112 }'])
+    const egress = block(text, 'chain ep3-egress')
+    assert.match(egress[1]!, /^meta l4proto \. th dport \{ udp \. 53 \} counter .* return$/)
+    const out = /^ip daddr @(\S+) meta l4proto \. th dport \{ tcp \. 443 \} counter .* return$/.exec(egress[2]!)
+    assert.ok(out, egress.join('\n'))
+    assert.ok(block(text, `set ${out[1]}`).includes('elements = { 192.0.2.0/24 }'))
+    // No rule opens a CIDR-limited port to everyone, and workloads get no failsafe rules at all.
+    assert.ok(!/^\t\tmeta l4proto \. th dport \{[^}]*tcp \. (22|2222|443)\b/m.test(text), 'the limited ports appear only behind an address match')
+    assert.ok(!block(text, 'chain ep1-ingress').some((l) => l.includes('2222')))
+    const r = renderNftRuleset(snapshot, { ...SMALL_INPUT, failsafe: FAILSAFE_CIDRS })
+    const described = Object.values(r.rules).filter((x) => x.tier === 'Failsafe' && x.endpoint === 'x/h').map((x) => x.description)
+    assert.ok(described.includes('failsafe inbound port of host endpoint x/h from 10.7.1.0/24'), described.join('; '))
+    assert.ok(described.includes('failsafe outbound port of host endpoint x/h to 192.0.2.0/24'), described.join('; '))
+  })
+
   it('drops packets from a workload veth whose source is not the workload address, before conntrack', () => {
     const pre = block(r.text, 'chain prerouting')
     assert.equal(pre[0], 'type filter hook prerouting priority raw; policy accept;')
@@ -215,6 +264,11 @@ describe('nft ruleset text', () => {
       [{ localEndpoints: [], logPrefixTag: 'a:b' }, /logPrefixTag/],
       [{ localEndpoints: [], failsafe: { inbound: [{ protocol: 'tcp', port: 0 }] } }, /failsafe\.inbound\[0\]\.port/],
       [{ localEndpoints: [], protectedPorts: { meshTcpPort: 70000 } }, /protectedPorts\.meshTcpPort/],
+      [{ localEndpoints: [], failsafe: { inbound: [{ protocol: 'tcp', port: 22, cidr: '10.0.0.0/33' }] } }, /failsafe\.inbound\[0\]\.cidr must be an IPv4 or IPv6 CIDR/],
+      [{ localEndpoints: [], failsafe: { inbound: [{ protocol: 'tcp', port: 22, cidr: '' }] } }, /failsafe\.inbound\[0\]\.cidr must be an IPv4 or IPv6 CIDR/],
+      [{ localEndpoints: [], failsafe: { inbound: [{ protocol: 'tcp', port: 22, cidr: '10.0.0.1' }] } }, /failsafe\.inbound\[0\]\.cidr/],
+      [{ localEndpoints: [], failsafe: { outbound: [{ protocol: 'udp', port: 53 }, { protocol: 'tcp', port: 53, cidr: '10.0.0.1/8' }] } }, /failsafe\.outbound\[1\]\.cidr "10\.0\.0\.1\/8" has host bits set: did you mean 10\.0\.0\.0\/8\?/],
+      [{ localEndpoints: [], failsafe: { outbound: [{ protocol: 'tcp', port: 53, cidr: 'fd00::1/64' }] } }, /failsafe\.outbound\[0\]\.cidr .* did you mean fd00::\/64\?/],
     ]
     for (const [input, message] of bad) {
       assert.throws(
@@ -507,6 +561,52 @@ describe('nft plan, differential against PolicySnapshot.evaluate', () => {
   })
 })
 
+/**
+ * Runs every flow between the snapshot's addresses and `outside` (with a local side, one family,
+ * not host to host: that is loopback) through the plan's rules and through `enforcedVerdicts`,
+ * and asserts they agree; where the judge names a failsafe exemption, a Failsafe rule decided.
+ */
+function agreeOnEveryFlow(snapshot: PolicySnapshot, input: NftRulesetInput, outside: readonly IpAddress[], label: string): { allowed: number; denied: number; failsafe: number } {
+  const plan = planNftRuleset(snapshot, input)
+  const judge = enforcedVerdicts(snapshot, input)
+  const kindOf = new Map<string, 'host' | 'workload'>()
+  for (const l of input.localEndpoints) for (const a of snapshot.endpoint(l.key)?.ips ?? []) kindOf.set(formatIp(a), l.kind)
+  const all = [...snapshot.endpoints.values()].flatMap((r) => r.ips).concat(outside)
+  const counts = { allowed: 0, denied: 0, failsafe: 0 }
+  for (const src of all) {
+    for (const dst of all) {
+      if (src.family !== dst.family || formatIp(src) === formatIp(dst)) continue
+      const srcKind = kindOf.get(formatIp(src))
+      const dstKind = kindOf.get(formatIp(dst))
+      if ((!srcKind && !dstKind) || (srcKind === 'host' && dstKind === 'host')) continue
+      for (const protocol of ['TCP', 'UDP'] as const) {
+        for (const port of [...FLOW_PORTS, 22, 68, 161, 2222]) {
+          const where = `${label}: ${formatIp(src)} -> ${formatIp(dst)}:${port}/${protocol}`
+          const got = runPlan(plan, { family: src.family, src: addressValue(src), dst: addressValue(dst), protocol, sport: 40000, dport: port })
+          const v = judge({ src, dst, protocol, srcPort: 40000, dstPort: port })
+          assert.equal(v.allowed, got.verdict === 'accept', `${where}: enforcedVerdicts says ${v.allowed ? 'allow' : 'deny'}, the rules ${got.verdict}`)
+          if (v.allowed && (v.exempt === 'failsafe-outbound' || v.exempt === 'failsafe-inbound')) {
+            const decided = got.decided[v.exempt === 'failsafe-outbound' ? 'egress' : 'ingress']
+            assert.equal(plan.rules[decided!]?.tier, 'Failsafe', `${where}: decided by rule ${decided}`)
+            counts.failsafe++
+          }
+          counts[v.allowed ? 'allowed' : 'denied']++
+        }
+      }
+    }
+  }
+  return counts
+}
+
+/** SMALL with the host endpoint x/h on IPv4 and IPv6 and isolated both ways, and two remote IPv6 pods. */
+const FAILSAFE_WORLD: Manifest[] = [
+  ...SMALL.filter((m) => (m.metadata as { name: string }).name !== 'h'),
+  hostEndpoint('x', 'h', { role: 'host' }, ['10.7.0.1', 'fd07::100']),
+  pod('y', 'c6', { pod: 'c6' }, ['fd07::3']),
+  pod('y', 'd6', { pod: 'd6' }, ['fd08::3']),
+  networkPolicy('x', 'host-lockdown', { podSelector: { matchLabels: { role: 'host' } }, policyTypes: ['Ingress', 'Egress'] }),
+]
+
 describe('enforcedVerdicts', () => {
   const snapshot = compile([
     ...SMALL,
@@ -524,6 +624,56 @@ describe('enforcedVerdicts', () => {
     assert.equal(flow('10.7.0.1', '192.0.2.1', 53, 'UDP').allowed, true)
     assert.equal(flow('10.7.0.1', '192.0.2.1', 9999, 'UDP', 51820).allowed, true, 'WireGuard from its own port')
     assert.equal(flow('10.7.0.1', '192.0.2.1', 9999, 'UDP').allowed, false)
+  })
+
+  it('lets a failsafe entry with a CIDR through only for sources (inbound) or destinations (outbound) in it, of its own family', () => {
+    const fs = compile(FAILSAFE_WORLD)
+    const j = enforcedVerdicts(fs, { ...SMALL_INPUT, failsafe: FAILSAFE_CIDRS })
+    const judged = (src: string, dst: string, dstPort: number, protocol: Protocol = 'TCP'): string => {
+      const v = j({ src: ip(src), dst: ip(dst), protocol, srcPort: 40000, dstPort })
+      return v.allowed ? `allowed ${v.exempt}` : 'denied'
+    }
+    assert.equal(judged('10.7.1.3', '10.7.0.1', 22), 'allowed failsafe-inbound', 'y/c is in 10.7.1.0/24')
+    assert.equal(judged('10.7.2.9', '10.7.0.1', 22), 'denied', 'outside 10.7.1.0/24')
+    assert.equal(judged('10.7.1.3', '10.7.0.1', 22, 'UDP'), 'denied', 'the entry is TCP')
+    assert.equal(judged('10.7.1.3', '10.7.0.1', 161, 'UDP'), 'allowed failsafe-inbound')
+    assert.equal(judged('fd07::3', 'fd07::100', 22), 'allowed failsafe-inbound', 'in fd07::/112')
+    assert.equal(judged('fd08::3', 'fd07::100', 22), 'denied', 'outside fd07::/112')
+    assert.equal(judged('fd07::3', 'fd07::100', 161, 'UDP'), 'denied', 'SNMP is open to the IPv4 admin network only')
+    assert.equal(judged('::ffff:10.7.1.3', 'fd07::100', 22), 'denied', 'an IPv4-mapped IPv6 source is IPv6, not in the IPv4 CIDR')
+    assert.equal(judged('192.0.2.7', '10.7.0.1', 2222), 'allowed failsafe-inbound', '0.0.0.0/0 is all of IPv4 ...')
+    assert.equal(judged('fd08::3', 'fd07::100', 2222), 'denied', '... and none of IPv6')
+    assert.equal(judged('fd08::3', 'fd07::100', 68, 'UDP'), 'allowed failsafe-inbound', 'an entry without a CIDR takes both families')
+    assert.equal(judged('10.7.0.1', '192.0.2.80', 443), 'allowed failsafe-outbound', 'outbound, the destination is matched')
+    assert.equal(judged('10.7.0.1', '198.51.100.80', 443), 'denied')
+    assert.equal(judged('10.7.1.3', '10.7.0.1', 443), 'denied', 'an outbound entry does not open the port inbound')
+  })
+
+  it('agrees with the rules of the table on every flow when failsafe entries have CIDRs', () => {
+    const fs = compile(FAILSAFE_WORLD)
+    const input: NftRulesetInput = { ...SMALL_INPUT, failsafe: FAILSAFE_CIDRS }
+    const checked = agreeOnEveryFlow(fs, input, ['10.7.2.9', '192.0.2.80', '198.51.100.80', 'fd08::ff', '::ffff:10.7.1.3'].map(ip), 'fixed world')
+    assert.ok(checked.allowed > 50 && checked.denied > 50, JSON.stringify(checked))
+  })
+
+  it('agrees with the rules of the table for random failsafe entries with CIDRs (random worlds)', () => {
+    let allowedByFailsafe = 0
+    for (let s = 0; s < 30; s++) {
+      const seed = 9100 + s
+      const world = genWorld(seed)
+      const rng = new Rng(seed * 31)
+      const snap = compile(world.manifests)
+      const anchors = [...[...snap.endpoints.values()].flatMap((r) => r.ips), ...world.outside]
+      const entries = (): NftPortSpec[] =>
+        Array.from({ length: rng.int(5) }, () => ({
+          protocol: rng.pick(['tcp', 'udp'] as const),
+          port: rng.pick(FLOW_PORTS),
+          ...(rng.chance(0.75) ? { cidr: genCidr(rng, anchors).cidr } : {}),
+        }))
+      const input: NftRulesetInput = { localEndpoints: world.local, failsafe: { inbound: entries(), outbound: entries() } }
+      allowedByFailsafe += agreeOnEveryFlow(snap, input, world.outside, `seed ${seed}`).failsafe
+    }
+    assert.ok(allowedByFailsafe > 100, `only ${allowedByFailsafe} flows were let through by a failsafe rule`)
   })
 
   it('judges only the directions enforced on this node', () => {
