@@ -344,7 +344,7 @@ export class Agent {
     this.blocks = await ipam.blocksOf(key.peerId)
     this.pools = (await ipam.pools()).map((p) => p.cidr)
     if (this.dataPlane) {
-      this.workloads ??= new WorkloadManager({ store, ipam, ipamNode: key.peerId, nodeName: c.nodeName, stateDir: c.stateDir, mtu: c.wireguard.mtu, log: this.child('workloads') })
+      this.workloads ??= new WorkloadManager({ store, ipam, ipamNode: key.peerId, nodeName: c.nodeName, stateDir: c.stateDir, mtu: c.wireguard.mtu, procSysNet: c.dataplane.procSysNet, log: this.child('workloads') })
       if (!this.plane?.isUp) await this.bringUpOverlay()
       else await this.plane.routePools(this.pools)
     }

@@ -211,7 +211,7 @@ export function cniRoutes(agent: CniAgent, options: CniRoutesOptions = {}): ApiR
     if (typeof netns === 'string' && netns !== a.netns) problems.push({ what: 'attachment', detail: `attached to network namespace ${a.netns}, not ${netns}` })
     const expected = Array.isArray(body.ips) ? (body.ips as unknown[]).filter((x): x is string => typeof x === 'string') : []
     for (const ip of expected) if (!a.ips.includes(ip)) problems.push({ what: 'address', detail: `${ip} (from the ADD result) is not an address of ${a.key}; it has ${a.ips.join(', ')}` })
-    const link = await checkWorkload({ netns: a.netns, ifname: a.ifname, hostIfname: a.hostIfname, addresses: a.ips, mtu: agent.config.wireguard.mtu })
+    const link = await checkWorkload({ netns: a.netns, ifname: a.ifname, hostIfname: a.hostIfname, addresses: a.ips, mtu: agent.config.wireguard.mtu }, workloads().linkOptions)
     problems.push(...link.problems.map(linkProblem))
     // Endpoint and rules follow the ADD through the store and an apply pass: allow them time.
     const deadline = Date.now() + checkConvergeMs

@@ -205,6 +205,17 @@ describe('agent configuration: bad input in the file', () => {
     assert.deepEqual(problems({ yaml: 'join: {token: 12345678}\n' }), ['agent.yaml:1:15: join.token: must be a string, got a number'])
   })
 
+  it('dataplane.procSysNet: misplaced, misspelt, relative or empty', () => {
+    assert.deepEqual(problems({ yaml: 'procSysNet: /host/proc/sys/net\ndataplane:\n  procSysnet: /host/proc/sys/net\n  sysctlRoot: /host\n' }), [
+      'agent.yaml:1:1: procSysNet: unknown field "procSysNet": "procSysNet" belongs under "dataplane"',
+      'agent.yaml:3:3: dataplane.procSysnet: unknown field "procSysnet"; did you mean "procSysNet"?',
+      'agent.yaml:4:3: dataplane.sysctlRoot: unknown field "sysctlRoot"',
+    ])
+    assert.deepEqual(problems({ yaml: 'dataplane: {procSysNet: host/proc/sys/net}\n' }), ['agent.yaml:1:25: dataplane.procSysNet: must be an absolute path (starting with "/"), got "host/proc/sys/net"'])
+    assert.deepEqual(problems({ yaml: 'dataplane:\n  procSysNet: ""\n' }), ['agent.yaml:2:15: dataplane.procSysNet: must not be empty'])
+    assert.deepEqual(problems({ yaml: 'dataplane: [/proc/sys/net]\n' }), ['agent.yaml:1:12: dataplane: must be an object, got a list'])
+  })
+
   it('a token and a token file at once, wherever each is set', () => {
     const token = 'fnt_abc123.0123456789abcdefXYZ_-'
     assert.deepEqual(problems({ yaml: 'join:\n  tokenFile: /etc/flatnet/join-token\n', env: { FLATNET_JOIN_TOKEN: token } }), [

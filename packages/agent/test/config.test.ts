@@ -69,6 +69,7 @@ describe('agent configuration: defaults and sources', () => {
     assert.deepEqual(ports(AGENT_CONFIG_DEFAULTS.policy.failsafe.outbound), ['UDP/53', 'TCP/53', 'UDP/67'])
     assert.equal(AGENT_CONFIG_DEFAULTS.policy.conntrackCut, true)
     assert.equal(AGENT_CONFIG_DEFAULTS.policy.keepRulesOnStop, true)
+    assert.equal(AGENT_CONFIG_DEFAULTS.dataplane.procSysNet, '/proc/sys/net')
     assert.ok(Object.isFrozen(AGENT_CONFIG_DEFAULTS.policy.failsafe.inbound[0]), 'the defaults object is frozen all the way down')
   })
 
@@ -102,6 +103,10 @@ describe('agent configuration: defaults and sources', () => {
     assert.equal(all.wireguard.interfaceName, 'flatnet0', 'default')
     assert.equal(loadAgentConfig({ file, env }, host).wireguard.listenPort, 2002)
     assert.equal(loadAgentConfig({ file, env: {} }, host).wireguard.listenPort, 1001)
+  })
+
+  it('dataplane.procSysNet is read from the file', () => {
+    assert.equal(loadAgentConfig({ file: configFile('dataplane:\n  procSysNet: /host/proc/sys/net\n'), env: {} }, host).dataplane.procSysNet, '/host/proc/sys/net')
   })
 
   it('a list from a higher source replaces the list below it whole', () => {

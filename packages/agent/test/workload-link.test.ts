@@ -1,15 +1,21 @@
 /**
  * Workload links in real network namespaces: a "host" namespace and workload namespaces
  * attached to it, traffic between them, what checkWorkload finds when something is removed,
- * and detach being safe to repeat.
+ * and detach being safe to repeat. The host veth's settings and forwarding as the agent makes
+ * them, through files under its /proc/sys/net, run in host-side-worker.ts inside a test
+ * namespace.
  */
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { promisify } from 'node:util'
 import { InvalidArgumentError } from '@flatnet/core'
-import { attachPlan, attachWorkload, checkWorkload, detachWorkload, resolveWorkloadLink, workloadInterfaceName, WorkloadLinkError } from '../src/dataplane/workload-link.js'
+import { attachPlan, attachWorkload, checkWorkload, detachWorkload, isPlannedWrite, resolveWorkloadLink, workloadInterfaceName, WorkloadLinkError } from '../src/dataplane/workload-link.js'
+import { failure, inHost, succeeded } from './host-side.js'
 
 const exec = promisify(execFile)
 const skip = process.getuid?.() !== 0 ? 'needs root for network namespaces' : false
@@ -34,6 +40,8 @@ async function netns(role: string): Promise<string> {
   return name
 }
 
+const roots = mkdtempSync(join(tmpdir(), 'fn-wl-roots-'))
+
 describe('workload link', { skip }, () => {
   let host: string
   let w1: string
@@ -52,6 +60,8 @@ describe('workload link', { skip }, () => {
 
   after(async () => {
     for (const name of made) await sh('ip', 'netns', 'del', name).catch(() => undefined)
+    // The bind mounts were the workers' own and ended with them: these are plain directories.
+    rmSync(roots, { recursive: true, force: true })
   })
 
   it('checks its input before touching the kernel', () => {
@@ -64,9 +74,9 @@ describe('workload link', { skip }, () => {
     assert.notEqual(workloadInterfaceName('x/a'), workloadInterfaceName('x/b'))
   })
 
-  it('plans three processes: the pair and host routes in one ip batch, then host sysctls and the workload side in one ip batch at once', () => {
-    const steps = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3', 'fd00::3'] }))
-    const shown = steps.map((step) => step.map((c) => ({ where: c.where, argv: c.argv.join(' '), batch: c.batch })))
+  it('plans two processes: the pair and host routes in one ip batch, then the host settings as files and the workload side in one ip batch at once', () => {
+    const steps = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3', 'fd00::3'] }), '/host/proc/sys/net')
+    const shown = steps.map((step) => step.map((c) => (isPlannedWrite(c) ? { where: c.where, write: `${c.path}=${c.value}` } : { where: c.where, argv: c.argv.join(' '), batch: c.batch })))
     assert.deepEqual(shown, [
       [
         {
@@ -82,7 +92,9 @@ describe('workload link', { skip }, () => {
         },
       ],
       [
-        { where: 'host', argv: 'sysctl -q -w net.ipv4.conf.fnwx.proxy_arp=1 net.ipv4.neigh.fnwx.proxy_delay=0 net.ipv6.conf.fnwx.accept_ra=0', batch: undefined },
+        { where: 'host', write: '/host/proc/sys/net/ipv4/conf/fnwx/proxy_arp=1' },
+        { where: 'host', write: '/host/proc/sys/net/ipv4/neigh/fnwx/proxy_delay=0' },
+        { where: 'host', write: '/host/proc/sys/net/ipv6/conf/fnwx/accept_ra=0' },
         {
           where: 'workload',
           argv: 'ip -batch -',
@@ -99,9 +111,14 @@ describe('workload link', { skip }, () => {
         },
       ],
     ])
-    // IPv4 only: no IPv6 gateway, route or sysctl.
+    // IPv4 only: no IPv6 gateway, route or setting.
     const v4 = attachPlan(resolveWorkloadLink({ netns: 'w', hostIfname: 'fnwx', addresses: ['10.1.2.3'] })).flat()
-    assert.ok(v4.every((c) => ![...c.argv, ...(c.batch ?? [])].some((x) => x.includes('fe80::1') || x.includes('accept_ra'))))
+    assert.ok(v4.every((c) => !(isPlannedWrite(c) ? [c.path] : [...c.argv, ...(c.batch ?? [])]).some((x) => x.includes('fe80::1') || x.includes('accept_ra'))))
+    assert.deepEqual(v4.filter(isPlannedWrite).map((w) => w.path), ['/proc/sys/net/ipv4/conf/fnwx/proxy_arp', '/proc/sys/net/ipv4/neigh/fnwx/proxy_delay'], 'the default root')
+    // A host side in another namespace: its files are not this process's to write, so one sysctl runs there.
+    const elsewhere = attachPlan(resolveWorkloadLink({ netns: 'w', hostNetns: 'h', hostIfname: 'fnw.x', addresses: ['10.1.2.3', 'fd00::3'] }), '/host/proc/sys/net')[1]
+    assert.deepEqual(elsewhere?.[0], { where: 'host', argv: ['sysctl', '-q', '-w', 'net/ipv4/conf/fnw.x/proxy_arp=1', 'net/ipv4/neigh/fnw.x/proxy_delay=0', 'net/ipv6/conf/fnw.x/accept_ra=0'] })
+    assert.equal(elsewhere?.length, 2)
     // ip -batch splits words on blanks and cuts at "#": such a namespace path is refused.
     assert.throws(() => resolveWorkloadLink({ netns: '/run/netns/a b', hostIfname: 'a', addresses: ['10.0.0.1'] }), /must not contain blanks/)
     assert.throws(() => resolveWorkloadLink({ netns: '/run/netns/a#b', hostIfname: 'a', addresses: ['10.0.0.1'] }), InvalidArgumentError)
@@ -166,8 +183,8 @@ describe('workload link', { skip }, () => {
   it('rolls back when a later step fails: no host interface is left behind', async () => {
     const w3 = await netns('w3')
     const spec = { netns: w3, hostNetns: host, hostIfname: workloadInterfaceName(`${tag}/w3`), addresses: ['10.200.1.4/32'] }
-    // The veth pair is made first; the sysctl step after it cannot run.
-    await assert.rejects(attachWorkload(spec, { sysctlPath: '/nonexistent/sysctl' }), (err: unknown) => err instanceof WorkloadLinkError && /not installed/.test(err.message))
+    // The veth pair is made first (ip -n); the host settings after it (sysctl through nsenter) cannot run.
+    await assert.rejects(attachWorkload(spec, { nsenterPath: '/nonexistent/nsenter' }), (err: unknown) => err instanceof WorkloadLinkError && /not installed/.test(err.message))
     assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', spec.hostIfname), false)
     assert.equal(await succeeds('ip', '-n', w3, 'link', 'show', 'dev', 'eth0'), false)
     await assert.rejects(attachWorkload({ ...spec, netns: `fn-wl-${tag}-missing` }), WorkloadLinkError)
@@ -202,5 +219,95 @@ describe('workload link', { skip }, () => {
     await sh('ip', '-n', host, 'link', 'add', 'fnwbridge', 'type', 'bridge')
     await assert.rejects(detachWorkload({ hostNetns: host, hostIfname: 'fnwbridge' }), /is a bridge, not a workload veth/)
     assert.ok(await succeeds('ip', '-n', host, 'link', 'show', 'dev', 'fnwbridge'))
+  })
+
+  it('writes the host veth\'s settings under the configured /proc/sys/net, in the host\'s namespace, and CHECK reads them there', async () => {
+    const w6 = await netns('w6')
+    const root = join(roots, 'rw')
+    const empty = join(roots, 'empty')
+    mkdirSync(root)
+    mkdirSync(empty)
+    const spec = { netns: w6, hostIfname: workloadInterfaceName(`${tag}/w6`), addresses: ['10.200.1.7/32', 'fd00:200::7/128'] }
+    const v = spec.hostIfname
+    // The worker's host side is `host`; `root` is a read-write bind of /proc/sys/net made inside it.
+    const [attached, checked, checkedElsewhere] = await inHost(host, {
+      binds: [{ at: root, readOnly: false }],
+      ops: [
+        { op: 'attach', spec, options: { procSysNet: root } },
+        { op: 'check', spec, options: { procSysNet: root } },
+        // A root without the entries: CHECK reads through the root, and finds no proxy ARP there.
+        { op: 'check', spec, options: { procSysNet: empty } },
+      ],
+    })
+    succeeded(attached)
+    assert.deepEqual(succeeded(checked).value, { ok: true, problems: [] })
+    assert.deepEqual((succeeded(checkedElsewhere).value as { problems: unknown[] }).problems, [{ what: 'sysctl', side: 'host', detail: `net.ipv4.conf.${v}.proxy_arp is not 1` }])
+    // Read back in the host namespace by another way (sysctl there), and the link carries traffic.
+    assert.equal(await sh('ip', 'netns', 'exec', host, 'sysctl', '-n', `net.ipv4.conf.${v}.proxy_arp`, `net.ipv4.neigh.${v}.proxy_delay`, `net.ipv6.conf.${v}.accept_ra`), '1\n0\n0\n')
+    assert.deepEqual(await checkWorkload({ ...spec, hostNetns: host }), { ok: true, problems: [] })
+    assert.ok(await succeeds('ip', 'netns', 'exec', w6, 'ping', '-c1', '-W2', '10.200.0.1'), 'w6 -> host')
+    assert.deepEqual(await detachWorkload({ ...spec, hostNetns: host }), { removed: true })
+  })
+
+  it('fails an attach whose host settings cannot be written, naming the file and the errno, and leaves no veth behind', async () => {
+    const w7 = await netns('w7')
+    const readOnly = join(roots, 'ro')
+    const empty = join(roots, 'empty2')
+    mkdirSync(readOnly)
+    mkdirSync(empty)
+    const spec = { netns: w7, hostIfname: workloadInterfaceName(`${tag}/w7`), addresses: ['10.200.1.8/32'] }
+    const v = spec.hostIfname
+    // A read-only bind of /proc/sys/net, as a container runtime mounts /proc/sys; the worker's
+    // own /proc/sys/net stays writable, so only a write through the configured root can fail.
+    const [ro, missing] = await inHost(host, {
+      binds: [{ at: readOnly, readOnly: true }],
+      ops: [
+        { op: 'attach', spec, options: { procSysNet: readOnly } },
+        { op: 'attach', spec, options: { procSysNet: empty } },
+      ],
+    })
+    const e1 = failure(ro)
+    assert.equal(e1.code, 'ERR_WORKLOAD_LINK')
+    assert.equal(e1.errno, 'EROFS')
+    assert.equal(e1.path, `${readOnly}/ipv4/conf/${v}/proxy_arp`)
+    assert.match(e1.message, new RegExp(`^write 1 to ${readOnly}/ipv4/conf/${v}/proxy_arp: EROFS \\(read-only file system\\): .*dataplane\\.procSysNet`))
+    const e2 = failure(missing)
+    assert.equal(e2.errno, 'ENOENT')
+    assert.equal(e2.path, `${empty}/ipv4/conf/${v}/proxy_arp`)
+    assert.equal(await succeeds('ip', '-n', host, 'link', 'show', 'dev', v), false, 'the host end is gone')
+    assert.equal(await succeeds('ip', '-n', w7, 'link', 'show', 'dev', 'eth0'), false, 'and the workload end with it')
+    assert.equal(await sh('ip', '-n', host, 'route', 'show', '10.200.1.8/32'), '', 'and the route with them')
+  })
+
+  it('turns forwarding on in a fresh namespace for the address families in use, once, saying what it changed; a read-only root is an error', async () => {
+    const fw = await netns('fw')
+    const readOnly = join(roots, 'fw-ro')
+    mkdirSync(readOnly)
+    await sh('ip', 'netns', 'exec', fw, 'sysctl', '-q', '-w', 'net.ipv4.ip_forward=0', 'net.ipv6.conf.all.forwarding=0')
+    const machine = readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8')
+    const v4 = '/proc/sys/net/ipv4/ip_forward'
+    const v6 = '/proc/sys/net/ipv6/conf/all/forwarding'
+    const [refused, afterRefused, first, v6Untouched, both, again] = await inHost(fw, {
+      binds: [{ at: readOnly, readOnly: true }],
+      ops: [
+        { op: 'forwarding', procSysNet: readOnly, addresses: ['10.200.2.1'] },
+        { op: 'read', path: v4 },
+        // Three attaches at once share one check and one write.
+        { op: 'forwarding', procSysNet: '/proc/sys/net', addresses: ['10.200.2.1'], times: 3 },
+        { op: 'read', path: v6 },
+        { op: 'forwarding', procSysNet: '/proc/sys/net', addresses: ['10.200.2.1', 'fd00:200::2'] },
+        { op: 'forwarding', procSysNet: '/proc/sys/net', addresses: ['10.200.2.1', 'fd00:200::2'] },
+      ],
+    })
+    const e = failure(refused)
+    assert.deepEqual([e.name, e.code, e.errno, e.path], ['HostForwardingError', 'ERR_HOST_FORWARDING', 'EROFS', `${readOnly}/ipv4/ip_forward`])
+    assert.match(e.message, /^cannot turn on net\.ipv4\.ip_forward \(write 1 to .*\/ipv4\/ip_forward\), which the host needs to forward its workloads' IPv4 packets: EROFS/)
+    assert.equal(succeeded(afterRefused).value, '0', 'nothing changed')
+    assert.deepEqual(succeeded(first).logs, [{ sysctl: 'net.ipv4.ip_forward', path: v4, was: '0', msg: "turned on net.ipv4.ip_forward: the host forwards its workloads' packets" }])
+    assert.equal(succeeded(v6Untouched).value, '0', 'IPv4 workloads leave IPv6 forwarding alone')
+    assert.deepEqual(succeeded(both).logs, [{ sysctl: 'net.ipv6.conf.all.forwarding', path: v6, was: '0', msg: "turned on net.ipv6.conf.all.forwarding: the host forwards its workloads' packets" }])
+    assert.deepEqual(succeeded(again).logs, [], 'already on: nothing written, nothing logged')
+    assert.equal(await sh('ip', 'netns', 'exec', fw, 'sysctl', '-n', 'net.ipv4.ip_forward', 'net.ipv6.conf.all.forwarding'), '1\n1\n')
+    assert.equal(readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8'), machine, "the machine's own setting is untouched")
   })
 })

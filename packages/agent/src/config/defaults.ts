@@ -2,6 +2,7 @@
  * Every default of the agent's configuration, in one place. examples/agent.yaml repeats these
  * values (a test checks that it does) and docs/agent.md lists them.
  */
+import { DEFAULT_PROC_SYS_NET } from '../dataplane/proc-sys-net.js'
 import type { AgentConfig, FailsafePort } from './types.js'
 
 /** Read when no file is named; a missing file there simply means "all defaults". */
@@ -47,6 +48,7 @@ export const AGENT_CONFIG_DEFAULTS: AgentConfig = deepFreeze({
     conntrackCut: true,
     keepRulesOnStop: true,
   },
+  dataplane: { procSysNet: DEFAULT_PROC_SYS_NET },
   api: { socket: '' },
   metrics: { listen: '127.0.0.1:9469' },
   log: { level: 'info' },

@@ -77,6 +77,7 @@ export const AGENT_CONFIG_FIELDS: readonly ConfigField[] = Object.freeze([
   { path: 'hostEndpoint.name', kind: 'string', allowEmpty: true, check: named('endpoint name', checkDns1123Subdomain), help: 'name of the host endpoint (default: the node name)' },
   { path: 'policy.conntrackCut', kind: 'bool', help: 'cut connections a policy change no longer allows' },
   { path: 'policy.keepRulesOnStop', kind: 'bool', help: 'keep the nftables ruleset when the agent stops' },
+  { path: 'dataplane.procSysNet', kind: 'string', check: checkAbsolutePath, help: "the host's /proc/sys/net (a read-write mount of it in a container)" },
   { path: 'api.socket', kind: 'string', env: 'FLATNET_API_SOCKET', flag: 'api-socket', allowEmpty: true, check: checkSocketPath, help: 'local API unix socket (default: <runDir>/agent.sock)' },
   { path: 'metrics.listen', kind: 'string', env: 'FLATNET_METRICS_LISTEN', flag: 'metrics-listen', allowEmpty: true, check: checkListenAddress, help: "metrics and health listener ip:port ('' disables)" },
   { path: 'log.level', kind: 'enum', env: 'FLATNET_LOG_LEVEL', flag: 'log-level', values: LOG_LEVELS, help: 'log level' },

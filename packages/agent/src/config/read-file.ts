@@ -17,7 +17,7 @@ type Path = readonly PathSegment[]
 
 /** Fields of each object of the file (by dotted path; '' is the top level). */
 const SECTIONS: Readonly<Record<string, readonly string[]>> = {
-  '': ['apiVersion', 'kind', 'nodeName', 'nodeLabels', 'cluster', 'stateDir', 'runDir', 'store', 'join', 'wireguard', 'mesh', 'underlay', 'hostEndpoint', 'workloads', 'policy', 'api', 'metrics', 'log', 'reconnect'],
+  '': ['apiVersion', 'kind', 'nodeName', 'nodeLabels', 'cluster', 'stateDir', 'runDir', 'store', 'join', 'wireguard', 'mesh', 'underlay', 'hostEndpoint', 'workloads', 'policy', 'dataplane', 'api', 'metrics', 'log', 'reconnect'],
   store: ['url', 'timeoutMs'],
   join: ['token', 'tokenFile'],
   wireguard: ['backend', 'interfaceName', 'listenPort', 'mtu'],
@@ -26,6 +26,7 @@ const SECTIONS: Readonly<Record<string, readonly string[]>> = {
   hostEndpoint: ['enabled', 'namespace', 'name', 'labels', 'ports'],
   policy: ['failsafe', 'conntrackCut', 'keepRulesOnStop'],
   'policy.failsafe': ['inbound', 'outbound'],
+  dataplane: ['procSysNet'],
   api: ['socket'],
   metrics: ['listen'],
   log: ['level'],

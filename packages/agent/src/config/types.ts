@@ -99,6 +99,16 @@ export interface AgentPolicyConfig {
   readonly keepRulesOnStop: boolean
 }
 
+export interface AgentDataplaneConfig {
+  /**
+   * The host's /proc/sys/net, where the agent writes the settings of workload veths (proxy ARP)
+   * and turns on forwarding. A container sees /proc/sys read-only: mount the host's
+   * /proc/sys/net read-write elsewhere and name it here (k8s/50-daemonset.yaml:
+   * /host/proc/sys/net). Absolute.
+   */
+  readonly procSysNet: string
+}
+
 export interface AgentApiConfig {
   /** Unix socket of the local API (CNI, CLI). Resolved: `<runDir>/agent.sock` when left empty. */
   readonly socket: string
@@ -135,6 +145,7 @@ export interface AgentConfig {
   readonly hostEndpoint: AgentHostEndpointConfig
   readonly workloads: readonly AgentWorkloadConfig[]
   readonly policy: AgentPolicyConfig
+  readonly dataplane: AgentDataplaneConfig
   readonly api: AgentApiConfig
   readonly metrics: AgentMetricsConfig
   readonly log: AgentLogConfig

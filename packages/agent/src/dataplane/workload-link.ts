@@ -14,36 +14,44 @@
  * that proxy ARP only gives when the host has a route there) and routes the packet on. Every
  * host veth has the same MAC and the same IPv6 gateway address: they are separate links, and
  * the workload never needs to learn anything about its host. The host must forward
- * (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding): that is the agent's job, not this one's.
+ * (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding): the agent sees to that before it attaches
+ * (host-forwarding.ts), not this module.
  *
- * Used by the agent for CNI pods and for the lab's workloads. Every change is made by `ip` or
- * `sysctl` with an argument array (no shell), in a namespace through `ip -n` (a named
- * namespace) or `nsenter`. The commands are worked out first (attachPlan), then run. Each
- * process costs a fork and exec of several milliseconds, and a CNI ADD waits for all of them,
- * so an attach is three processes: one `ip -batch -` on the host side (the pair, the host
- * address and routes), then at once one `sysctl` with every host setting and one `ip -batch -`
- * in the workload.
+ * Used by the agent for CNI pods and for the lab's workloads. Links, addresses and routes are
+ * made by `ip` with an argument array (no shell), in a namespace through `ip -n` (a named
+ * namespace) or `nsenter`; the host veth's settings are written as files under the host's
+ * /proc/sys/net (proc-sys-net.ts; `procSysNet`, which a container mounts elsewhere). What to do
+ * is worked out first (attachPlan), then done. Each process costs a fork and exec of several
+ * milliseconds, and a CNI ADD waits for all of them, so an attach is two processes: one
+ * `ip -batch -` on the host side (the pair, the host address and routes), then one `ip -batch -`
+ * in the workload, at the same time as the host settings are written.
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { FlatnetError, InvalidArgumentError, formatIp, parseCidr, parseIp, type Cidr } from '@flatnet/core'
+import { DEFAULT_PROC_SYS_NET, procSysNetFailure, readSysctlFile, sysctlFile, writeSysctlFile } from './proc-sys-net.js'
 
-/** A command that sets up, checks or removes a workload link failed or timed out. */
+/** A command or setting that sets up, checks or removes a workload link failed or timed out. */
 export class WorkloadLinkError extends FlatnetError {
   readonly code = 'ERR_WORKLOAD_LINK'
   /** For `ip -batch`: the 1-based line it stopped at (also in `command`). */
   readonly batchLine: number | undefined
   /** The command was killed after the timeout. */
   readonly timedOut: boolean
+  /** For a setting written as a file: the file, and the errno name (`EROFS`) of the failure. */
+  readonly path: string | undefined
+  readonly errno: string | undefined
   constructor(
-    /** The command line; for `ip -batch`, with the failing line. */
+    /** The command line; for `ip -batch`, with the failing line; for a setting, `write 1 to <file>`. */
     readonly command: string,
     reason: string,
-    details: { readonly batchLine?: number; readonly timedOut?: boolean } = {},
+    details: { readonly batchLine?: number; readonly timedOut?: boolean; readonly path?: string; readonly errno?: string } = {},
   ) {
     super(`${command}: ${reason}`)
     this.batchLine = details.batchLine
     this.timedOut = details.timedOut ?? false
+    this.path = details.path
+    this.errno = details.errno
   }
 }
 
@@ -58,7 +66,8 @@ export const WORKLOAD_LINK_DEFAULTS = Object.freeze({
   mtu: 1420,
   ipPath: 'ip',
   nsenterPath: 'nsenter',
-  sysctlPath: 'sysctl',
+  /** The host's /proc/sys/net, where the host veth's settings are written (proc-sys-net.ts). */
+  procSysNet: DEFAULT_PROC_SYS_NET,
   /** Per command. */
   commandTimeoutMs: 10_000,
 })
@@ -81,7 +90,11 @@ export interface WorkloadLinkSpec {
 export interface WorkloadLinkOptions {
   readonly ipPath?: string
   readonly nsenterPath?: string
-  readonly sysctlPath?: string
+  /**
+   * The host's /proc/sys/net (absolute; the agent's `dataplane.procSysNet`). Used when the host
+   * side is this process's network namespace; with `hostNetns` see attachPlan.
+   */
+  readonly procSysNet?: string | undefined
   readonly commandTimeoutMs?: number
 }
 
@@ -118,8 +131,22 @@ export interface PlannedCommand {
   readonly batch?: readonly string[]
 }
 
-/** One step of an attach: commands that may run at the same time; a step starts when the one before it is done. */
-export type PlannedStep = readonly PlannedCommand[]
+/** A host setting written as a file under the host's /proc/sys/net: no process. */
+export interface PlannedWrite {
+  readonly where: 'host'
+  /** e.g. `/proc/sys/net/ipv4/conf/fnw3a9c.../proxy_arp` */
+  readonly path: string
+  readonly value: string
+}
+
+export type PlannedAction = PlannedCommand | PlannedWrite
+
+export function isPlannedWrite(action: PlannedAction): action is PlannedWrite {
+  return 'path' in action
+}
+
+/** One step of an attach: actions that may run at the same time; a step starts when the one before it is done. */
+export type PlannedStep = readonly PlannedAction[]
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/
 const NETNS_NAME = /^[A-Za-z0-9_.-]{1,255}$/
@@ -132,6 +159,10 @@ function checkIfname(name: string, field: string): void {
 
 /** What `ip -batch` cannot take inside a word: it splits lines on blanks, and `#` starts a comment. */
 const BATCH_UNSAFE = /[\s"'#\\]/
+
+function checkProcSysNet(root: string): void {
+  if (!root.startsWith('/')) throw new InvalidArgumentError(`procSysNet "${root}": must be an absolute path, such as /proc/sys/net`)
+}
 
 function checkNetns(netns: string, field: string): void {
   if (netns.includes('/') ? !netns.startsWith('/') : !NETNS_NAME.test(netns) || netns === '.' || netns === '..') {
@@ -182,14 +213,22 @@ const hostText = (c: Cidr): string => `${formatIp(c.network)}/${c.prefix}`
  *    up, the IPv6 gateway address, a route per workload address. The routes may come before
  *    the workload end is up: a route through an up link without carrier is accepted.
  * 2. at once, as both need only the pair:
- *    - host, one `sysctl`: proxy ARP and its delay, and no router advertisements on the host end;
+ *    - host: proxy ARP and its delay, and no router advertisements on the host end, each a
+ *      file written under `procSysNet` (the host veth's entries appear with the pair);
  *    - workload, `ip -batch -`: addresses, the link up, then the gateway routes (a route
  *      through an interface needs it up) and the permanent neighbour entry.
+ *
+ * With `hostNetns` (tests, the lab's hosts) the host side is another network namespace, and
+ * the files would be the wrong ones: /proc/sys/net shows the settings of the namespace of the
+ * thread that opens it, Node has no setns, and its file calls run on libuv's worker threads,
+ * whose namespace this code cannot choose. Only then the host settings are one `sysctl` run in
+ * that namespace (through nsenter, which switches before sysctl opens anything), and
+ * `procSysNet` is not used.
  *
  * The first line of step 1 makes the pair; nothing before it changes the kernel, which lets a
  * failure on that line leave alone an interface of that name that was there already.
  */
-export function attachPlan(link: ResolvedWorkloadLink): PlannedStep[] {
+export function attachPlan(link: ResolvedWorkloadLink, procSysNet: string = WORKLOAD_LINK_DEFAULTS.procSysNet): PlannedStep[] {
   const { ifname, hostIfname, mtu } = link
   const v4 = link.addresses.filter((a) => a.family === 4)
   const v6 = link.addresses.filter((a) => a.family === 6)
@@ -204,13 +243,19 @@ export function attachPlan(link: ResolvedWorkloadLink): PlannedStep[] {
   for (const a of v4) hostLines.push(`route replace ${hostText(a)} dev ${hostIfname} scope link`)
   for (const a of v6) hostLines.push(`route replace ${hostText(a)} dev ${hostIfname}`)
 
-  const sysctls = [
-    `net.ipv4.conf.${hostIfname}.proxy_arp=1`,
+  // [path under /proc/sys/net, value]
+  const settings: [string[], string][] = [
+    [['ipv4', 'conf', hostIfname, 'proxy_arp'], '1'],
     // Proxy ARP answers after a random delay of up to proxy_delay (0.8 s by default).
-    `net.ipv4.neigh.${hostIfname}.proxy_delay=0`,
+    [['ipv4', 'neigh', hostIfname, 'proxy_delay'], '0'],
   ]
   // The host veth must not configure itself from router advertisements.
-  if (v6.length > 0) sysctls.push(`net.ipv6.conf.${hostIfname}.accept_ra=0`)
+  if (v6.length > 0) settings.push([['ipv6', 'conf', hostIfname, 'accept_ra'], '0'])
+  const hostSettings: PlannedAction[] =
+    link.hostNetns === undefined
+      ? settings.map(([parts, value]) => ({ where: 'host', path: sysctlFile(procSysNet, ...parts), value }))
+      : // With '/' between the parts sysctl takes the name as a path: interface names may hold dots.
+        [{ where: 'host', argv: ['sysctl', '-q', '-w', ...settings.map(([parts, value]) => `net/${parts.join('/')}=${value}`)] }]
 
   const workloadLines = [`link set dev lo up`]
   for (const a of v4) workloadLines.push(`addr add ${hostText(a)} dev ${ifname}`)
@@ -226,7 +271,7 @@ export function attachPlan(link: ResolvedWorkloadLink): PlannedStep[] {
   }
   if (v6.length > 0) workloadLines.push(`route replace default via ${WORKLOAD_GATEWAY_V6} dev ${ifname}`)
 
-  return [[batch('host', hostLines)], [{ where: 'host', argv: ['sysctl', '-q', '-w', ...sysctls] }, batch('workload', workloadLines)]]
+  return [[batch('host', hostLines)], [...hostSettings, batch('workload', workloadLines)]]
 }
 
 function netnsPath(netns: string): string {
@@ -253,7 +298,7 @@ const BATCH_FAILED = /Command failed -:(\d+)/
  */
 function makeRunner(link: { netns?: string | undefined; hostNetns: string | undefined }, options: WorkloadLinkOptions): Runner {
   const o = { ...WORKLOAD_LINK_DEFAULTS, ...options }
-  const tools: Record<string, string> = { ip: o.ipPath, sysctl: o.sysctlPath }
+  const tools: Record<string, string> = { ip: o.ipPath }
   return (where, argv, opts = {}) => {
     const tool = tools[argv[0] as string] ?? (argv[0] as string)
     if (where === 'workload' && link.netns === undefined) throw new Error('workload command without a workload namespace')
@@ -292,14 +337,26 @@ function makeRunner(link: { netns?: string | undefined; hostNetns: string | unde
   }
 }
 
+/** Writes a planned host setting; a failure is a WorkloadLinkError naming the file and the errno. */
+async function writeSetting(w: PlannedWrite, procSysNet: string): Promise<void> {
+  try {
+    await writeSysctlFile(w.path, w.value)
+  } catch (err) {
+    const f = procSysNetFailure(err, procSysNet, 'write')
+    throw new WorkloadLinkError(`write ${w.value} to ${w.path}`, f.reason, { path: w.path, errno: f.errno })
+  }
+}
+
 /**
  * Makes the veth pair, addresses and routes. Fails (and changes nothing) when the host
  * interface already exists; on any later failure the pair is removed again.
  */
 export async function attachWorkload(spec: WorkloadLinkSpec, options: WorkloadLinkOptions = {}): Promise<ResolvedWorkloadLink> {
   const link = resolveWorkloadLink(spec)
+  const procSysNet = options.procSysNet ?? WORKLOAD_LINK_DEFAULTS.procSysNet
+  checkProcSysNet(procSysNet)
   const run = makeRunner(link, options)
-  const [[makePair], ...rest] = attachPlan(link) as [[PlannedCommand], ...PlannedStep[]]
+  const [[makePair], ...rest] = attachPlan(link, procSysNet) as [[PlannedCommand], ...PlannedStep[]]
   try {
     await run(makePair.where, makePair.argv, { batch: makePair.batch })
   } catch (err) {
@@ -314,7 +371,7 @@ export async function attachWorkload(spec: WorkloadLinkSpec, options: WorkloadLi
     throw err
   }
   for (const step of rest) {
-    const results = await Promise.allSettled(step.map((c) => run(c.where, c.argv, { batch: c.batch })))
+    const results = await Promise.allSettled(step.map((a) => (isPlannedWrite(a) ? writeSetting(a, procSysNet) : run(a.where, a.argv, { batch: a.batch }))))
     const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected')
     if (failed) {
       await removePair(run, link)
@@ -390,7 +447,14 @@ interface IpNeigh {
 /** What the kernel shows versus what attachWorkload makes; every difference is a problem. */
 export async function checkWorkload(spec: WorkloadLinkSpec, options: WorkloadLinkOptions = {}): Promise<WorkloadLinkCheck> {
   const link = resolveWorkloadLink(spec)
+  const procSysNet = options.procSysNet ?? WORKLOAD_LINK_DEFAULTS.procSysNet
+  checkProcSysNet(procSysNet)
   const run = makeRunner(link, options)
+  // As attachWorkload: the file under procSysNet, or with hostNetns `sysctl` in that namespace.
+  const hostSetting = async (parts: readonly string[]): Promise<string> =>
+    link.hostNetns === undefined
+      ? readSysctlFile(sysctlFile(procSysNet, ...parts)).catch(() => '')
+      : (await run('host', ['sysctl', '-n', `net/${parts.join('/')}`], { allowFail: true })).stdout.trim()
   const problems: WorkloadLinkProblem[] = []
   const problem = (what: WorkloadLinkProblem['what'], side: WorkloadLinkProblem['side'], detail: string): void => void problems.push({ what, side, detail })
   const v4 = link.addresses.filter((a) => a.family === 4)
@@ -404,8 +468,7 @@ export async function checkWorkload(spec: WorkloadLinkSpec, options: WorkloadLin
     if (hostLink.linkinfo?.info_kind !== 'veth') problem('host-interface', 'host', `${link.hostIfname} is not a veth`)
     if (!hostLink.flags?.includes('UP')) problem('host-interface', 'host', `${link.hostIfname} is down`)
     if (hostLink.mtu !== link.mtu) problem('host-interface', 'host', `${link.hostIfname} has MTU ${hostLink.mtu}, not ${link.mtu}`)
-    const proxyArp = await run('host', ['sysctl', '-n', `net.ipv4.conf.${link.hostIfname}.proxy_arp`], { allowFail: true })
-    if (proxyArp.stdout.trim() !== '1') problem('sysctl', 'host', `net.ipv4.conf.${link.hostIfname}.proxy_arp is not 1`)
+    if ((await hostSetting(['ipv4', 'conf', link.hostIfname, 'proxy_arp'])) !== '1') problem('sysctl', 'host', `net.ipv4.conf.${link.hostIfname}.proxy_arp is not 1`)
     const routes = [
       ...(parseJson((await run('host', ['ip', '-j', 'route', 'show', 'dev', link.hostIfname], { allowFail: true })).stdout) as IpRoute[]),
       ...(parseJson((await run('host', ['ip', '-j', '-6', 'route', 'show', 'dev', link.hostIfname], { allowFail: true })).stdout) as IpRoute[]),
