@@ -4,10 +4,16 @@
  *
  * A label change is a read-modify-write. It is written with `ifRevision` set to the revision
  * read, so a concurrent write (of any object) makes it fail instead of being overwritten; it is
- * then read and applied again, a few times, before giving up with ERR_REVISION_MISMATCH.
+ * then read and applied again, a few times, before giving up with ERR_REVISION_MISMATCH. Only the
+ * labels change: the stored document is written back as it was read otherwise (annotations such
+ * as the syncer's `flatnet.dev/source` included).
+ *
+ * Objects whose labels come from Kubernetes (mirrored by the syncer, or a pod a node agent
+ * attached for it) are refused, as calicoctl refuses Kubernetes-backed resources: the syncer
+ * would put Kubernetes' labels back at its next write. `--force` writes anyway.
  */
 import { Command } from 'commander'
-import { checkDns1123Label, checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, NAMESPACE_NAME_LABEL } from '@flatnet/core'
+import { AGENT_NODE_ANNOTATION, annotationOf, checkDns1123Label, checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, NAMESPACE_NAME_LABEL, SOURCE_ANNOTATION } from '@flatnet/core'
 import { loadObjects } from '@flatnet/policy'
 import type { FlatnetStore, StoredObject, StoreKind } from '@flatnet/store'
 import { paint, type Out } from './output.js'
@@ -35,6 +41,33 @@ export class LabelExistsError extends FlatnetError {
   ) {
     super(`${what}: ${conflicts.map((c) => `'${c.key}' already has a value (${c.value})`).join(', ')}, and --overwrite is false; nothing was written`)
   }
+}
+
+/**
+ * The object's labels come from Kubernetes: the syncer mirrors it, or a node agent attached it for
+ * a Kubernetes pod (the syncer takes that over). A label set in the store would be put back.
+ */
+export class KubernetesOwnedError extends FlatnetError {
+  readonly code = 'ERR_OWNED_BY_KUBERNETES'
+  constructor(
+    readonly what: string,
+    readonly owner: string,
+    readonly kubectl: string,
+  ) {
+    super(
+      `${what} is mirrored from Kubernetes (${owner}): its labels come from the Kubernetes API, and a label set here would be overwritten at the next sync; nothing was written. ` +
+        `Label it in Kubernetes: ${kubectl} (or pass --force to change the stored copy anyway)`,
+    )
+  }
+}
+
+/** Who the labels of a stored document belong to, when that is Kubernetes; undefined otherwise. */
+export function kubernetesOwner(doc: unknown): string | undefined {
+  const source = annotationOf(doc, SOURCE_ANNOTATION)
+  if (source !== undefined) return `${SOURCE_ANNOTATION}: ${source}`
+  const node = annotationOf(doc, AGENT_NODE_ANNOTATION)
+  if (node !== undefined) return `a pod the flatnet agent on node ${node} attached, ${AGENT_NODE_ANNOTATION}: ${node}`
+  return undefined
 }
 
 /** `k=v` sets, `k-` removes; every key and value is checked before anything is read or written. */
@@ -84,6 +117,8 @@ interface LabelTarget {
   readonly key: string
   /** `Namespace shop`, `endpoint shop/web`. */
   readonly display: string
+  /** The object as kubectl names it: `namespace shop`, `pod web -n shop`. */
+  readonly kubectlObject: string
   /**
    * The object's document as it should be labelled (read at the current revision), or
    * NotFoundError. `implicit`: the object exists only by reference and is created by the label.
@@ -101,25 +136,37 @@ export interface LabelOutcome {
   readonly absent: readonly string[]
   /** The namespace existed only by reference and was created. */
   readonly created: boolean
+  /** Whose labels they are when they come from Kubernetes (written anyway: `force`). */
+  readonly owner?: string | undefined
 }
 
-/** Read, change, validate through the same loader as `policy apply`, write if the store did not move; retry if it did. */
-async function labelObject(store: FlatnetStore, lib: StoreLib, target: LabelTarget, changes: LabelChanges, overwrite: boolean): Promise<LabelOutcome> {
+function kubectlLabel(target: LabelTarget, changes: LabelChanges, overwrite: boolean): string {
+  const args = [...[...changes.set].map(([k, v]) => `${k}=${v}`), ...[...changes.remove].map((k) => `${k}-`)]
+  return `kubectl label ${target.kubectlObject} ${args.join(' ')}${overwrite ? ' --overwrite' : ''}`
+}
+
+/**
+ * Read, change, validate through the same loader as `policy apply`, write if the store did not
+ * move; retry if it did. What is written is the document read with other labels, nothing else.
+ */
+async function labelObject(store: FlatnetStore, lib: StoreLib, target: LabelTarget, changes: LabelChanges, overwrite: boolean, force: boolean): Promise<LabelOutcome> {
   for (let attempt = 1; ; attempt++) {
     // Read the revision first: anything written after it makes the write below fail.
     const revision = await store.revision()
     const { doc, implicit } = await target.load(store, lib)
+    const owner = kubernetesOwner(doc)
+    if (owner !== undefined && !force) throw new KubernetesOwnedError(target.display, owner, kubectlLabel(target, changes, overwrite))
     const metadata = doc.metadata as { labels?: Record<string, string> }
     const current = metadata.labels ?? {}
     target.check?.(changes, current)
     const { labels, absent } = applyLabelChanges(target.display, current, changes, overwrite)
-    if (sameLabels(labels, current)) return { result: 'unchanged', revision, absent, created: false }
-    const loaded = loadObjects([{ file: target.display, text: JSON.stringify({ ...doc, metadata: { ...metadata, labels } }) }], { accept: 'any' })
-    const object = [...loaded.namespaces, ...loaded.endpoints][0]
-    if (!object) throw new InvalidArgumentError(`${target.display}: the stored object is not a Namespace, Pod or HostEndpoint`)
+    if (sameLabels(labels, current)) return { result: 'unchanged', revision, absent, created: false, owner }
+    const value = { ...doc, metadata: { ...metadata, labels } }
+    const loaded = loadObjects([{ file: target.display, text: JSON.stringify(value) }], { accept: 'any' })
+    if (!loaded.namespaces[0] && !loaded.endpoints[0]) throw new InvalidArgumentError(`${target.display}: the stored object is not a Namespace, Pod or HostEndpoint`)
     try {
-      const outcome = await store.write([{ op: 'put', kind: target.kind, key: target.key, value: lib.storedManifest(object) }], { ifRevision: revision })
-      return { result: 'labeled', revision: outcome.revision, absent, created: implicit }
+      const outcome = await store.write([{ op: 'put', kind: target.kind, key: target.key, value }], { ifRevision: revision })
+      return { result: 'labeled', revision: outcome.revision, absent, created: implicit, owner }
     } catch (err) {
       if (!(err instanceof lib.RevisionMismatchError) || attempt >= LABEL_DEFAULTS.attempts) throw err
       await new Promise((r) => setTimeout(r, LABEL_DEFAULTS.retryPauseMs * attempt * (0.5 + Math.random())))
@@ -142,6 +189,7 @@ function namespaceTarget(ns: string): LabelTarget {
     kind: 'Namespace',
     key: ns,
     display: `Namespace ${ns}`,
+    kubectlObject: `namespace ${ns}`,
     async load(store, lib) {
       const stored = await store.get('Namespace', ns)
       if (stored) return { doc: { ...(stored.value as Record<string, unknown>) }, implicit: false }
@@ -166,6 +214,7 @@ function endpointTarget(ref: string): LabelTarget {
     kind: 'Endpoint',
     key: ref,
     display: `endpoint ${ref}`,
+    kubectlObject: `pod ${m[2] as string} -n ${m[1] as string}`,
     async load(store, lib) {
       const stored = await store.get('Endpoint', ref)
       if (!stored) throw new lib.NotFoundError(`endpoint ${ref}`)
@@ -174,24 +223,30 @@ function endpointTarget(ref: string): LabelTarget {
   }
 }
 
-/** `flatnet namespace label` as a function: changes the labels of namespace `ns` (creating it if it exists only by reference). */
-export function labelNamespace(store: FlatnetStore, lib: StoreLib, ns: string, changes: LabelChanges, overwrite: boolean): Promise<LabelOutcome> {
-  return labelObject(store, lib, namespaceTarget(ns), changes, overwrite)
+/**
+ * `flatnet namespace label` as a function: changes the labels of namespace `ns` (creating it if
+ * it exists only by reference). `force`: also when its labels come from Kubernetes.
+ */
+export function labelNamespace(store: FlatnetStore, lib: StoreLib, ns: string, changes: LabelChanges, overwrite: boolean, force = false): Promise<LabelOutcome> {
+  return labelObject(store, lib, namespaceTarget(ns), changes, overwrite, force)
 }
 
 /** `flatnet endpoint label` as a function, for `namespace/name`. */
-export function labelEndpoint(store: FlatnetStore, lib: StoreLib, ref: string, changes: LabelChanges, overwrite: boolean): Promise<LabelOutcome> {
-  return labelObject(store, lib, endpointTarget(ref), changes, overwrite)
+export function labelEndpoint(store: FlatnetStore, lib: StoreLib, ref: string, changes: LabelChanges, overwrite: boolean, force = false): Promise<LabelOutcome> {
+  return labelObject(store, lib, endpointTarget(ref), changes, overwrite, force)
 }
 
-type LabelOptions = ConnectionOptions & { overwrite?: boolean }
+type LabelOptions = ConnectionOptions & { overwrite?: boolean; force?: boolean }
 
 function labelAction(out: Out, target: (name: string) => LabelTarget) {
   return async (name: string, args: string[], opts: LabelOptions): Promise<void> => {
     const t = target(name)
     const changes = parseLabelChanges(args)
-    const r = await withStore(opts, (store, lib) => labelObject(store, lib, t, changes, opts.overwrite === true))
+    const r = await withStore(opts, (store, lib) => labelObject(store, lib, t, changes, opts.overwrite === true, opts.force === true))
     for (const k of r.absent) out.error(paint(out, 'dim', `label "${k}" not found`))
+    if (r.owner !== undefined && r.result === 'labeled') {
+      out.error(`warning: ${t.display} is mirrored from Kubernetes (${r.owner}): the syncer puts Kubernetes' labels back when it next writes it (at the latest at its next resync)`)
+    }
     if (r.result === 'unchanged') out.write(`${t.display} not labeled (no change)`)
     else out.write(`${t.display} ${r.created ? 'created and labeled' : 'labeled'} ${paint(out, 'dim', `(revision ${r.revision})`)}`)
   }
@@ -202,7 +257,8 @@ function labelCommand(parent: Command, what: string, argName: string): Command {
     parent
       .command(`label <${argName}> <changes...>`)
       .description(`set (key=value) or remove (key-) labels of ${what}`)
-      .option('--overwrite', 'allow changing the value of a label that is already set'),
+      .option('--overwrite', 'allow changing the value of a label that is already set')
+      .option('--force', 'change the labels even of an object mirrored from Kubernetes (the syncer puts them back; use kubectl label)'),
   )
 }
 

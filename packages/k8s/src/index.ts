@@ -1,5 +1,6 @@
 export * from './errors.js'
 export * from './ownership.js'
+export * from './pod-attachment.js'
 export * from './resources.js'
 export * from './translate.js'
 export * from './kube-config.js'

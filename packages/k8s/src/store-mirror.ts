@@ -18,14 +18,22 @@
  *   desired value, store has one another writer owns       -> conflict: reported, left alone
  *   desired but invalid (refused by the validator)         -> nothing: the stored copy stays
  *   not desired, store has one this syncer owns            -> delete
+ *   not desired, store has an agent's detached leftover    -> delete (pod-attachment.ts)
  *   not desired, store has one another writer owns         -> nothing
+ *
+ * A desired pod whose stored copy holds the attachment of the agent on the pod's node is first
+ * merged with it: the agent's node and addresses, the API's labels and ports (pod-attachment.ts).
+ * The merge is planned from what the read returned and written with `ifRevision` like the rest,
+ * so an agent's write in between makes the syncer read and merge again; it never loses one.
  *
  * Kinds never listed yet are never planned, so a syncer that just started deletes nothing.
  */
 import type { Logger } from 'pino'
 import { canonicalJson, RevisionMismatchError, type FlatnetStore, type StoreKind, type WriteOp } from '@flatnet/store'
+import { AGENT_NODE_ANNOTATION } from '@flatnet/core'
 import type { SyncerMetrics } from './metrics.js'
 import { sourceOf } from './ownership.js'
+import { detachedLeftover, podOverAttachment } from './pod-attachment.js'
 import { backoffMs, sleep } from './sleep.js'
 
 /** A key the API holds but flatnet refused: its stored copy is kept as it is. */
@@ -35,12 +43,14 @@ export interface DesiredObject {
   readonly value: Record<string, unknown>
   /** canonicalJson(value): what the store holds when it is up to date. */
   readonly json: string
+  /** A pod the API shows without an IP: written only over a node agent's attachment of it. */
+  readonly onlyOverAttachment?: boolean
 }
 
 export type Desired = DesiredObject | typeof INVALID
 
-export function desiredObject(value: Record<string, unknown>): DesiredObject {
-  return { value, json: canonicalJson(value) }
+export function desiredObject(value: Record<string, unknown>, opts: { onlyOverAttachment?: boolean } = {}): DesiredObject {
+  return { value, json: canonicalJson(value), ...(opts.onlyOverAttachment ? { onlyOverAttachment: true } : {}) }
 }
 
 export interface MirrorConfig {
@@ -86,6 +96,15 @@ interface Batch {
 }
 
 const conflictKey = (kind: StoreKind, key: string): string => `${kind}\u0000${key}`
+
+/** A stored object's JSON; undefined when it does not parse (it then belongs to nobody we know). */
+function parseJson(json: string): unknown {
+  try {
+    return JSON.parse(json) as unknown
+  } catch {
+    return undefined
+  }
+}
 
 /** The JSON part of a stored object (`<modRevision>\n<createRevision>\n<json>`). */
 function storedJson(raw: string): string {
@@ -328,12 +347,13 @@ export class StoreMirror {
       const desired = this.desired.get(kind) ?? new Map<string, Desired>()
       const keys = batch.full.has(kind) ? new Set([...current.keys(), ...desired.keys()]) : (batch.keys.get(kind) ?? new Set<string>())
       for (const key of [...keys].sort()) {
-        const want = desired.get(key)
         const have = current.get(key)
-        if (want === INVALID) continue
+        const desiredNow = desired.get(key)
+        if (desiredNow === INVALID) continue
+        const want = kind === 'Endpoint' && desiredNow !== undefined ? this.overAttachment(desiredNow, have) : desiredNow
         if (want === undefined) {
           this.clearConflict(kind, key)
-          if (have !== undefined && this.owns(have)) ops.push({ op: 'delete', kind, key })
+          if (have !== undefined && (this.owns(have) || this.leftover(have))) ops.push({ op: 'delete', kind, key })
           continue
         }
         if (have === want.json) {
@@ -350,6 +370,18 @@ export class StoreMirror {
     }
     this.components.metrics.conflicts.set(this.conflicts.size)
     return ops
+  }
+
+  /** The pod as it should be stored over what the store holds: see pod-attachment.ts. */
+  private overAttachment(want: DesiredObject, have: string | undefined): DesiredObject | undefined {
+    const stored = have !== undefined && have.includes(`"${AGENT_NODE_ANNOTATION}"`) ? parseJson(have) : undefined
+    if (stored === undefined) return want.onlyOverAttachment ? undefined : want
+    const value = podOverAttachment(want.value, stored, want.onlyOverAttachment === true)
+    return value === undefined ? undefined : value === want.value ? want : desiredObject(value)
+  }
+
+  private leftover(json: string): boolean {
+    return json.includes(`"${AGENT_NODE_ANNOTATION}"`) && detachedLeftover(parseJson(json))
   }
 
   private owns(json: string): boolean {

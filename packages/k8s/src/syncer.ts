@@ -197,7 +197,8 @@ export class K8sSyncer {
     const rv = String((object as { metadata?: { resourceVersion?: unknown } })?.metadata?.resourceVersion ?? '')
     if (t.type !== 'invalid') {
       invalidNow.delete(t.key)
-      return { key: t.key, desired: t.type === 'object' ? desiredObject(t.value) : undefined }
+      if (t.type === 'object') return { key: t.key, desired: desiredObject(t.value) }
+      return { key: t.key, desired: t.ifAttached ? desiredObject(t.ifAttached, { onlyOverAttachment: true }) : undefined }
     }
     const reported = this.invalid.get(resource.name)?.get(t.key)
     invalidNow.set(t.key, rv)

@@ -5,9 +5,10 @@
  *     annotations are left out, so a pod's condition flapping never rewrites the store);
  *   - the result goes through the same validating loader as `flatnet policy apply`, and is
  *     stored in the same normalised form (`storedManifest`), plus the ownership mark;
- *   - pods without an IP, hostNetwork pods (they are the node, not an endpoint) and pods in a
- *     terminal phase (Succeeded/Failed: their IP may already belong to another pod) are not
- *     mirrored at all.
+ *   - hostNetwork pods (they are the node, not an endpoint) and pods in a terminal phase
+ *     (Succeeded/Failed: their IP may already belong to another pod) are not mirrored at all;
+ *   - a scheduled pod without an IP yet is mirrored only over a node agent's attachment of it
+ *     (`ifAttached`: the agent owns its addresses, the API its labels; see pod-attachment.ts).
  */
 import { ValidationError, type ValidationIssue } from '@flatnet/core'
 import { loadObjects } from '@flatnet/policy'
@@ -18,8 +19,12 @@ import type { K8sResource } from './resources.js'
 export type Translation =
   /** Mirror this object as `value` under `key`. */
   | { readonly type: 'object'; readonly key: string; readonly value: Record<string, unknown> }
-  /** The object exists but is not mirrored (no store object for `key`). */
-  | { readonly type: 'skip'; readonly key: string; readonly reason: string }
+  /**
+   * The object exists but is not mirrored (no store object for `key`); except `ifAttached`: a
+   * scheduled pod the API shows without an IP, to be written only over a node agent's
+   * attachment of it (pod-attachment.ts).
+   */
+  | { readonly type: 'skip'; readonly key: string; readonly reason: string; readonly ifAttached?: Record<string, unknown> }
   /** flatnet's validator refuses it: reported, and the store's copy (if any) is left as it is. */
   | { readonly type: 'invalid'; readonly key: string; readonly issues: readonly ValidationIssue[] }
 
@@ -55,7 +60,6 @@ export function translate(resource: K8sResource, object: unknown, source: string
       const podIPs = field(status, 'podIPs')
       const podIP = field(status, 'podIP')
       const ips = Array.isArray(podIPs) && podIPs.length > 0 ? podIPs.map((p) => field(p, 'ip')) : podIP !== undefined && podIP !== '' ? [podIP] : []
-      if (ips.length === 0) return { type: 'skip', key, reason: 'no IP yet' }
       const containers = (group: string): unknown =>
         Array.isArray(field(spec, group))
           ? (field(spec, group) as unknown[]).map((c) => {
@@ -72,6 +76,12 @@ export function translate(resource: K8sResource, object: unknown, source: string
         if (list !== undefined) podSpec[group] = list
       }
       doc = { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: podSpec, status: { podIPs: ips.map((ip) => ({ ip })) } }
+      if (ips.length === 0) {
+        // Not an endpoint by the API's account yet; but the node's agent may have attached it.
+        if (podSpec.nodeName === undefined) return { type: 'skip', key, reason: 'no IP yet (not scheduled)' }
+        const t = loadOne(resource, key, doc, source)
+        return t.type === 'object' ? { type: 'skip', key, reason: 'no IP yet', ifAttached: t.value } : t
+      }
       break
     }
     case 'Namespace':
@@ -80,6 +90,11 @@ export function translate(resource: K8sResource, object: unknown, source: string
     default:
       doc = { apiVersion: resource.apiVersion, kind: resource.kind, metadata, spec: field(object, 'spec') }
   }
+  return loadOne(resource, key, doc, source)
+}
+
+/** The reduced document through the validating loader, in stored form with the ownership mark. */
+function loadOne(resource: K8sResource, key: string, doc: Json, source: string): Translation {
   try {
     const loaded = loadObjects([{ file: `kubernetes:${resource.kind} ${key || '(no name)'}`, text: JSON.stringify(doc) }], { accept: 'any' })
     const one = [...loaded.namespaces, ...loaded.endpoints, ...loaded.policies][0]

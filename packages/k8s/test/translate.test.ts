@@ -62,6 +62,18 @@ describe('translating API objects into store objects', () => {
     assert.match((translate(r, failed, 'kubernetes') as { reason: string }).reason, /Failed/)
   })
 
+  it('a scheduled pod without an IP is not mirrored by itself, but carries what to write over a node agent attachment of it', () => {
+    const r = resourceByName('pods')
+    assert.equal((translate(r, byName(pods, 'web-7d9c5b6f4-p8m2n'), 'kubernetes') as { ifAttached?: Json }).ifAttached, undefined, 'not scheduled: no agent can have attached it')
+    const scheduled = structuredClone(byName(pods, 'web-7d9c5b6f4-p8m2n'))
+    ;(scheduled.spec as Json).nodeName = 'worker-2'
+    const t = translate(r, scheduled, 'kubernetes') as { type: string; ifAttached?: { metadata: Json; spec: Json; status: Json } }
+    assert.equal(t.type, 'skip')
+    assert.deepEqual(t.ifAttached?.status, { podIPs: [] })
+    assert.equal(t.ifAttached?.spec.nodeName, 'worker-2')
+    assert.equal((t.ifAttached?.metadata.labels as Json).app, 'web')
+  })
+
   it('keeps a NetworkPolicy spec as the API server holds it, without server metadata or foreign annotations', () => {
     const np = byName(fixture('networkpolicies').items, 'default-deny')
     const v = objectOf(translate(resourceByName('networkpolicies'), np, 'kubernetes'))

@@ -22,6 +22,20 @@ export class RevisionMismatchError extends FlatnetError {
   }
 }
 
+/** A write conditioned on one object's revision found that object changed (or created, or gone). */
+export class ObjectRevisionMismatchError extends FlatnetError {
+  readonly code = 'ERR_OBJECT_REVISION_MISMATCH'
+  override readonly exitCode = 4
+  constructor(
+    readonly kind: string,
+    readonly key: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`${kind} ${key} is at revision ${actual === 0 ? '0 (absent)' : actual}, not ${expected === 0 ? '0 (absent)' : expected}: it changed since it was read; nothing was written`)
+  }
+}
+
 /** A named object does not exist in the store. */
 export class NotFoundError extends FlatnetError {
   readonly code = 'ERR_NOT_FOUND'

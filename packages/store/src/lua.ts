@@ -8,8 +8,13 @@
  * checks and the write they guard are one atomic step):
  *
  *   flatnet_apply(revKey, feedKey, maxLen, expected, items) -> {revision, results}
- *     items: list of {op ('put'|'delete'), hashKey, kind, key, value}
+ *     items: list of {op ('put'|'delete'), hashKey, kind, key, value[, objectRevision]}
  *     results: created|configured|unchanged|deleted|notfound per item
+ *
+ * `objectRevision` (optional, '' for none): the revision the item's object must still have
+ * ('0': it must not exist); otherwise nothing is written and the reply is an error
+ * "OBJECT_REVISION_MISMATCH <index> <actual>" (a compare-and-set on one object, which leaves
+ * writers of other objects alone, unlike `expected`).
  *
  * Bumps the revision once for the whole batch (none when nothing changed), writes
  * "<rev>\n<created>\n<json>" into each hash, appends one feed entry per change with id <rev>-<seq>.
@@ -19,6 +24,16 @@ local function flatnet_apply(revKey, feedKey, maxLen, expected, items)
   local current = tonumber(redis.call('GET', revKey) or '0')
   if expected ~= '' and tonumber(expected) ~= current then
     return redis.error_reply('REVISION_MISMATCH ' .. current)
+  end
+  for i, it in ipairs(items) do
+    if it[6] ~= nil and it[6] ~= '' then
+      local old = redis.call('HGET', it[2], it[4])
+      local actual = 0
+      if old then actual = tonumber(string.sub(old, 1, string.find(old, '\\n', 1, true) - 1)) end
+      if actual ~= tonumber(it[6]) then
+        return redis.error_reply('OBJECT_REVISION_MISMATCH ' .. (i - 1) .. ' ' .. actual)
+      end
+    end
   end
   local results = {}
   local changes = {}
@@ -69,12 +84,13 @@ end
  *
  *   KEYS  [1] revision  [2] feed  [3..] object hashes
  *   ARGV  [1] expected revision or ''   [2] feed max length (approximate trim)
- *         then groups of 5: op (put|delete), index into KEYS, kind name, key, value
+ *         then groups of 6: op (put|delete), index into KEYS, kind name, key, value, the
+ *         object's expected revision or ''
  */
 export const APPLY_SCRIPT = `${APPLY_PRELUDE}
 local items = {}
-for i = 3, #ARGV, 5 do
-  items[#items + 1] = {ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]}
+for i = 3, #ARGV, 6 do
+  items[#items + 1] = {ARGV[i], KEYS[tonumber(ARGV[i + 1])], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]}
 end
 return flatnet_apply(KEYS[1], KEYS[2], ARGV[2], ARGV[1], items)
 `

@@ -3,7 +3,7 @@
  */
 import type { Cluster, Redis } from 'ioredis'
 import { canonicalJson } from './canonical-json.js'
-import { RevisionMismatchError, StoreUnavailableError } from './errors.js'
+import { ObjectRevisionMismatchError, RevisionMismatchError, StoreUnavailableError } from './errors.js'
 import { STORE_KINDS, storeKeys, type StoreKeys, type StoreKind } from './keys.js'
 import { APPLY_SCRIPT } from './lua.js'
 import { StoreWatch, type WatchOptions } from './watch.js'
@@ -20,9 +20,14 @@ export interface StoredObject {
   readonly value: unknown
 }
 
+/**
+ * One change of a write. `ifRevision`: only if this object is still at that revision (its
+ * `StoredObject.revision`; 0: only if it does not exist), else the whole write fails with
+ * ObjectRevisionMismatchError. Unlike the write's own `ifRevision`, other objects may change.
+ */
 export type WriteOp =
-  | { readonly op: 'put'; readonly kind: StoreKind; readonly key: string; readonly value: unknown }
-  | { readonly op: 'delete'; readonly kind: StoreKind; readonly key: string }
+  | { readonly op: 'put'; readonly kind: StoreKind; readonly key: string; readonly value: unknown; readonly ifRevision?: number | undefined }
+  | { readonly op: 'delete'; readonly kind: StoreKind; readonly key: string; readonly ifRevision?: number | undefined }
 
 export type WriteResult = 'created' | 'configured' | 'unchanged' | 'deleted' | 'notfound'
 
@@ -130,7 +135,7 @@ export class FlatnetStore {
     const keys = [this.keys.revision, this.keys.feed, ...kinds.map((k) => this.keys.objects(k))]
     const args: (string | number)[] = [opts.ifRevision === undefined ? '' : String(opts.ifRevision), this.options.feedMaxLength]
     for (const o of ops) {
-      args.push(o.op, kinds.indexOf(o.kind) + 3, o.kind, o.key, o.op === 'put' ? canonicalJson(o.value) : '')
+      args.push(o.op, kinds.indexOf(o.kind) + 3, o.kind, o.key, o.op === 'put' ? canonicalJson(o.value) : '', o.ifRevision === undefined ? '' : String(o.ifRevision))
     }
     try {
       const [revision, results] = await this.call('write', () => (this.redis as unknown as ApplyCommand).flatnetApply(keys.length, ...keys, ...args))
@@ -142,6 +147,11 @@ export class FlatnetStore {
       }
       return { revision: Number(revision), results: results as WriteResult[] }
     } catch (err) {
+      const o = isReplyError(err) ? /OBJECT_REVISION_MISMATCH (\d+) (\d+)/.exec((err as Error).message) : null
+      if (o) {
+        const op = ops[Number(o[1])] as WriteOp
+        throw new ObjectRevisionMismatchError(op.kind, op.key, op.ifRevision as number, Number(o[2]))
+      }
       const m = isReplyError(err) ? /REVISION_MISMATCH (\d+)/.exec((err as Error).message) : null
       if (m) throw new RevisionMismatchError(opts.ifRevision as number, Number(m[1]))
       throw err

@@ -1,7 +1,7 @@
 /** Objects, revisions and the change feed against a real redis-server. */
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
-import { RevisionMismatchError, type FlatnetStore } from '../src/index.js'
+import { ObjectRevisionMismatchError, RevisionMismatchError, type FlatnetStore } from '../src/index.js'
 import { startRedis, type RedisServer } from './redis-harness.js'
 import { EventLog, storeAt, untilRevision } from './store-helpers.js'
 
@@ -62,6 +62,28 @@ describe('writes', () => {
     })
     assert.deepEqual((await store.get('NetworkPolicy', 'x/race'))?.value, { name: 'race' })
     assert.equal(await store.revision(), rev + 1)
+  })
+
+  it('conditions a write on one object\'s revision: other objects may change meanwhile, that one may not; the whole batch is refused', async () => {
+    await store.write([np('cas')])
+    const read = (await store.get('NetworkPolicy', 'x/cas'))!
+    await store.write([np('other', { v: Math.random() })])
+    const ok = await store.write([{ ...np('cas', { v: 1 }), ifRevision: read.revision }])
+    assert.deepEqual(ok.results, ['configured'])
+    const rev = await store.revision()
+    await assert.rejects(store.write([np('side-effect'), { ...np('cas', { v: 2 }), ifRevision: read.revision }]), (err: unknown) => {
+      assert.ok(err instanceof ObjectRevisionMismatchError)
+      assert.equal(err.code, 'ERR_OBJECT_REVISION_MISMATCH')
+      assert.deepEqual([err.kind, err.key, err.expected, err.actual], ['NetworkPolicy', 'x/cas', read.revision, ok.revision])
+      return true
+    })
+    assert.equal(await store.revision(), rev, 'nothing of the batch was written')
+    assert.equal(await store.get('NetworkPolicy', 'x/side-effect'), undefined)
+    // 0: only if absent. A delete can be conditioned too.
+    await assert.rejects(store.write([{ ...np('cas'), ifRevision: 0 }]), ObjectRevisionMismatchError)
+    assert.deepEqual((await store.write([{ ...np('fresh'), ifRevision: 0 }])).results, ['created'])
+    await assert.rejects(store.write([{ op: 'delete', kind: 'NetworkPolicy', key: 'x/cas', ifRevision: read.revision }]), ObjectRevisionMismatchError)
+    assert.deepEqual((await store.write([{ op: 'delete', kind: 'NetworkPolicy', key: 'x/cas', ifRevision: ok.revision }])).results, ['deleted'])
   })
 
   it('orders concurrent writers linearly: every revision once, each write whole', async () => {

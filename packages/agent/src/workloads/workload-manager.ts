@@ -13,11 +13,15 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { dirname, join } from 'node:path'
-import { checkDns1123Label, checkDns1123Subdomain, checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, type Protocol } from '@flatnet/core'
-import type { FlatnetStore, Ipam, WriteOp } from '@flatnet/store'
-import { attachWorkload, checkWorkload, detachWorkload, workloadInterfaceName } from '../dataplane/workload-link.js'
+import { AGENT_NODE_ANNOTATION, annotationOf, checkDns1123Label, checkDns1123Subdomain, checkLabelKey, checkLabelValue, FlatnetError, InvalidArgumentError, type Protocol } from '@flatnet/core'
+import { ObjectRevisionMismatchError, type FlatnetStore, type Ipam, type StoredObject, type WriteOp, type WriteOutcome } from '@flatnet/store'
+import { HostForwarding } from '../dataplane/host-forwarding.js'
+import { attachWorkload, checkWorkload, detachWorkload, workloadInterfaceName, type WorkloadLinkOptions } from '../dataplane/workload-link.js'
 
 export const WORKLOADS_FILE = 'workloads.json'
+
+/** Reads and writes of an endpoint another writer changes at the same moment, before giving up. */
+const STORED_WRITE_ATTEMPTS = 5
 
 export interface WorkloadPort {
   readonly name: string
@@ -82,6 +86,8 @@ export interface WorkloadManagerComponents {
   readonly nodeName: string
   readonly stateDir: string
   readonly mtu: number
+  /** The host's /proc/sys/net (`dataplane.procSysNet`): veth settings and forwarding. Default /proc/sys/net. */
+  readonly procSysNet?: string | undefined
   readonly log: { info(obj: object, msg: string): void; warn(obj: object, msg: string): void }
 }
 
@@ -122,20 +128,54 @@ export function workloadEndpointManifest(a: Attachment, nodeName: string): Recor
   }
 }
 
+type StoredPod = { kind?: unknown; metadata?: Record<string, unknown>; spec?: Record<string, unknown>; status?: Record<string, unknown> }
+
+/** A stored Pod endpoint, or undefined for anything else. */
+function storedPod(stored: unknown): (StoredPod & { metadata: Record<string, unknown> }) | undefined {
+  const doc = stored as StoredPod | null | undefined
+  return doc?.kind === 'Pod' && typeof doc.metadata === 'object' && doc.metadata !== null ? (doc as StoredPod & { metadata: Record<string, unknown> }) : undefined
+}
+
+/** metadata with `flatnet.dev/agent-node: nodeName`: this node's agent owns the Pod's node and addresses. */
+function withAgentMark(metadata: Record<string, unknown>, nodeName: string): Record<string, unknown> {
+  const annotations = typeof metadata.annotations === 'object' && metadata.annotations !== null ? (metadata.annotations as Record<string, unknown>) : {}
+  return { ...metadata, annotations: { ...annotations, [AGENT_NODE_ANNOTATION]: nodeName } }
+}
+
 /**
- * The Pod already in the store (the Kubernetes syncer's) with this node and these addresses;
- * labels, ports and everything else stay as the syncer wrote them. Without one, a Pod with no
- * labels: the syncer's next write fills them in.
+ * The Pod already in the store (the Kubernetes syncer's) with this node and these addresses,
+ * marked as this node's attachment (`flatnet.dev/agent-node`: the syncer keeps node and
+ * addresses as the agent wrote them); labels, ports and everything else stay as the syncer wrote
+ * them. Without one, a Pod with no labels: the syncer's next write fills them in.
  */
 export function podManifestOverStored(stored: unknown, a: Attachment, nodeName: string): Record<string, unknown> {
-  const doc = stored as { kind?: unknown; metadata?: Record<string, unknown>; spec?: Record<string, unknown>; status?: Record<string, unknown> } | undefined
-  if (doc?.kind !== 'Pod' || typeof doc.metadata !== 'object' || doc.metadata === null) return workloadEndpointManifest({ ...a, kind: 'Pod' }, nodeName)
+  const doc = storedPod(stored) ?? (workloadEndpointManifest({ ...a, kind: 'Pod' }, nodeName) as StoredPod & { metadata: Record<string, unknown> })
   return {
     ...doc,
-    metadata: { ...doc.metadata, name: a.name, namespace: a.namespace },
+    metadata: withAgentMark({ ...doc.metadata, name: a.name, namespace: a.namespace }, nodeName),
     spec: { ...(doc.spec ?? {}), nodeName },
     status: { ...(doc.status ?? {}), podIPs: a.ips.map((ip) => ({ ip })) },
   }
+}
+
+/**
+ * The stored Pod after this node detached it (CNI DEL), or undefined when there is none to keep.
+ * This node's attachment (its mark, or an unmarked Pod on this node) stays without addresses and
+ * with the mark: the syncer then writes no addresses over it (the API still shows the old
+ * sandbox's, which this node may give to another pod), and the pod's labels are there for its next
+ * sandbox; the syncer deletes the Pod when Kubernetes does. A Pod another node attached since
+ * (a pod of the same name elsewhere) is not this node's to change: returned as it is.
+ */
+export function podAfterDetach(stored: unknown, nodeName: string): Record<string, unknown> | undefined {
+  const doc = storedPod(stored)
+  if (doc === undefined) return undefined
+  const mark = annotationOf(doc, AGENT_NODE_ANNOTATION)
+  const node = mark ?? doc.spec?.nodeName
+  if (typeof node === 'string' && node !== '' && node !== nodeName) return doc
+  const status: Record<string, unknown> = { ...(doc.status ?? {}) }
+  delete status.podIPs
+  delete status.podIP
+  return { ...doc, metadata: withAgentMark(doc.metadata, nodeName), status }
 }
 
 function storedLabels(stored: unknown): Record<string, string> {
@@ -152,8 +192,13 @@ export class WorkloadManager {
   private readonly attachments = new Map<string, Attachment>()
   /** One attach or detach at a time per workload; others wait their turn. */
   private readonly busy = new Map<string, Promise<unknown>>()
+  /** How this host's workload links are made and checked (also by the CNI CHECK route). */
+  readonly linkOptions: WorkloadLinkOptions
+  private readonly forwarding: HostForwarding
 
   constructor(private readonly c: WorkloadManagerComponents) {
+    this.linkOptions = { procSysNet: c.procSysNet }
+    this.forwarding = new HostForwarding({ procSysNet: c.procSysNet, log: c.log })
     const file = this.file
     if (existsSync(file)) {
       try {
@@ -222,7 +267,7 @@ export class WorkloadManager {
     } else if (existing) {
       if (existing.netns !== r.netns) throw new WorkloadRequestError(`${key} is already attached to network namespace ${existing.netns}`)
       // The same request again (a retried CNI ADD): answer it if the link is whole, else redo it.
-      const check = await checkWorkload({ netns: existing.netns, ifname: existing.ifname, hostIfname: existing.hostIfname, addresses: existing.ips, mtu: this.c.mtu }).catch(() => undefined)
+      const check = await checkWorkload({ netns: existing.netns, ifname: existing.ifname, hostIfname: existing.hostIfname, addresses: existing.ips, mtu: this.c.mtu }, this.linkOptions).catch(() => undefined)
       if (check?.ok) return existing
       this.c.log.warn({ workload: key, problems: check?.problems }, 'recorded workload link is not whole; attaching it again')
       await detachWorkload({ hostIfname: existing.hostIfname, netns: existing.netns }).catch(() => undefined)
@@ -253,19 +298,25 @@ export class WorkloadManager {
     let linked = false
     let stored: unknown
     let written = false
-    const link = attachWorkload({ netns: a.netns, ifname: a.ifname, hostIfname, addresses: a.ips, mtu: this.c.mtu }).then(() => {
+    // Forwarding first (host-forwarding.ts): its failure fails the link, which undoes the rest.
+    const link = this.forwarding.ensureFor(a.ips).then(() => attachWorkload({ netns: a.netns, ifname: a.ifname, hostIfname, addresses: a.ips, mtu: this.c.mtu }, this.linkOptions)).then(() => {
       linked = true
     })
     const endpoint = (async () => {
-      let value: Record<string, unknown>
+      let outcome: WriteOutcome | undefined
       if (r.labelsFrom === 'store') {
-        stored = (await this.c.store.get('Endpoint', key))?.value
-        a = { ...a, kind: 'Pod', labels: storedLabels(stored) }
-        value = podManifestOverStored(stored, a, this.c.nodeName)
-      } else value = workloadEndpointManifest(a, this.c.nodeName)
-      // Known before the endpoint is: the apply pass its write triggers must find the host veth.
-      this.attachments.set(key, a)
-      const outcome = await this.c.store.write([{ op: 'put', kind: 'Endpoint', key, value }])
+        outcome = await this.writeOverStored(key, (current) => {
+          stored = current?.value
+          a = { ...a, kind: 'Pod', labels: storedLabels(stored) }
+          // Known before the endpoint is: the apply pass its write triggers must find the host veth.
+          this.attachments.set(key, a)
+          return { op: 'put', kind: 'Endpoint', key, value: podManifestOverStored(stored, a, this.c.nodeName) }
+        })
+      } else {
+        this.attachments.set(key, a)
+        outcome = await this.c.store.write([{ op: 'put', kind: 'Endpoint', key, value: workloadEndpointManifest(a, this.c.nodeName) }])
+      }
+      if (outcome === undefined) throw new Error('unreachable: an attach always writes its endpoint')
       written = true
       a = { ...a, endpointRevision: outcome.revision }
       this.attachments.set(key, a)
@@ -288,21 +339,41 @@ export class WorkloadManager {
   }
 
   /**
-   * What becomes of the endpoint: deleted, unless the Kubernetes syncer owns it (`labelsFrom:
-   * store`). Then the Pod stays, without the addresses: the pod may get a new sandbox, and its
-   * labels must be there when it does; the syncer deletes the Pod when Kubernetes does.
+   * What becomes of the endpoint: deleted, unless its labels come from Kubernetes (`labelsFrom:
+   * store`). Then the Pod stays, without the addresses (podAfterDetach): the pod may get a new
+   * sandbox, and its labels must be there when it does; the syncer deletes the Pod when
+   * Kubernetes does.
    */
-  private async endpointAfterDetach(a: Attachment): Promise<WriteOp> {
-    if (a.labelsFrom === 'store') {
-      const stored = (await this.c.store.get('Endpoint', a.key))?.value as { kind?: unknown; status?: Record<string, unknown> } | undefined
-      if (stored?.kind === 'Pod') {
-        const status = { ...(stored.status ?? {}) }
-        delete status.podIPs
-        delete status.podIP
-        return { op: 'put', kind: 'Endpoint', key: a.key, value: { ...stored, status } }
+  private async endpointAfterDetach(a: Attachment): Promise<void> {
+    if (a.labelsFrom !== 'store') {
+      await this.c.store.write([{ op: 'delete', kind: 'Endpoint', key: a.key }])
+      return
+    }
+    await this.writeOverStored(a.key, (current) => {
+      const after = podAfterDetach(current?.value, this.c.nodeName)
+      // Another node's Pod by now: not this node's to change.
+      if (after !== undefined && after === current?.value) return undefined
+      return after !== undefined ? { op: 'put', kind: 'Endpoint', key: a.key, value: after } : { op: 'delete', kind: 'Endpoint', key: a.key }
+    })
+  }
+
+  /**
+   * A read-modify-write of an endpoint the Kubernetes syncer writes too: `build` makes the write
+   * from what is stored, which is written only if the endpoint has not changed since it was read
+   * (a per-object compare-and-set); otherwise it is read and built again. So a syncer write that
+   * lands in between (new labels) is never undone. `build` returning undefined writes nothing.
+   */
+  private async writeOverStored(key: string, build: (current: StoredObject | undefined) => WriteOp | undefined): Promise<WriteOutcome | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      const current = await this.c.store.get('Endpoint', key)
+      const op = build(current)
+      if (op === undefined) return undefined
+      try {
+        return await this.c.store.write([{ ...op, ifRevision: current?.revision ?? 0 }])
+      } catch (err) {
+        if (!(err instanceof ObjectRevisionMismatchError) || attempt >= STORED_WRITE_ATTEMPTS) throw err
       }
     }
-    return { op: 'delete', kind: 'Endpoint', key: a.key }
   }
 
   /**
@@ -317,7 +388,7 @@ export class WorkloadManager {
       // The link and the endpoint go at the same time (neither needs the other gone first); the
       // address is freed only after both, so that no new workload gets it while a route to the
       // old veth or an endpoint naming it remains.
-      await Promise.all([detachWorkload({ hostIfname: a.hostIfname, netns: a.netns }), this.endpointAfterDetach(a).then((op) => this.c.store.write([op]))])
+      await Promise.all([detachWorkload({ hostIfname: a.hostIfname, netns: a.netns }), this.endpointAfterDetach(a)])
       await this.c.ipam.release({ node: this.c.ipamNode, handle: `workload:${key}` })
       this.attachments.delete(key)
       this.save()
