@@ -27,13 +27,16 @@ missing_pkgs=()
 for pair in redis-server:redis-server redis-sentinel:redis-sentinel redis-cli:redis-tools \
   wg:wireguard-tools wireguard-go:wireguard-go ip:iproute2 ping:iputils-ping \
   systemd-analyze:systemd sysctl:procps nft:nftables conntrack:conntrack tcpdump:tcpdump openssl:openssl \
-  podman:podman runc:runc; do
+  podman:podman runc:runc cc:gcc make:make python3:python3; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || missing_pkgs+=("${pair#*:}")
 done
 # flatnet-cni is tested with podman (CNI backend, runc) running containers from a busybox root
 # filesystem, which needs the static busybox (busybox-static); bench/cni compares with podman's
 # default bridge network, made by the reference plugins (containernetworking-plugins).
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || missing_pkgs+=(busybox-static)
+# The data-plane addon and the CNI plugin's native front end are built here with a C compiler
+# (gcc, make, python3 for node-gyp); the front end is linked statically (libc6-dev's libc.a).
+dpkg-query -W -f='${Status}' libc6-dev 2>/dev/null | grep -q 'ok installed' || missing_pkgs+=(libc6-dev)
 [ -x /usr/lib/cni/bridge ] || missing_pkgs+=(containernetworking-plugins)
 if [ "${#missing_pkgs[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
@@ -86,6 +89,21 @@ if [ ! -f "$addon" ] || [ -n "$(find "$addon_dir/binding.gyp" "$addon_dir/src" -
   fi
   # A failed or interrupted build can leave an old addon behind; mark a good one as current.
   touch "$addon"
+fi
+
+# The CNI plugin's native front end (packages/cni/native): one C file, linked statically so that
+# `flatnet cni install` can copy it onto any host. Rebuilt when missing or older than its source.
+shim_dir=packages/cni/native
+shim=$shim_dir/build/flatnet-cni-shim
+if [ ! -f "$shim" ] || [ "$shim_dir/flatnet-cni-shim.c" -nt "$shim" ]; then
+  log "building the CNI plugin's native front end (cc)"
+  mkdir -p "$shim_dir/build"
+  if ! cc -O2 -static -Wall -Wextra -Werror -o "$shim.tmp" "$shim_dir/flatnet-cni-shim.c" 2>"$shim_dir/build/build.log"; then
+    cat "$shim_dir/build/build.log" >&2
+    echo "building the CNI front end failed (log above); it needs a C compiler and libc6-dev" >&2
+    exit 1
+  fi
+  mv "$shim.tmp" "$shim"
 fi
 
 log "building (turbo run build)"

@@ -352,15 +352,18 @@ describe('k8s/ least privilege', () => {
       '/dev/net/tun CharDevice',
       '/etc/cni/net.d DirectoryOrCreate',
       '/opt/cni/bin DirectoryOrCreate',
+      '/proc/sys/net Directory',
       '/run/flatnet DirectoryOrCreate',
       '/run/netns DirectoryOrCreate',
       '/var/lib/flatnet DirectoryOrCreate',
     ])
     const hostMounts = (c) => Object.fromEntries((c.volumeMounts ?? []).filter((m) => hostPaths.has(m.name)).map((m) => [hostPaths.get(m.name).path, m]))
     const agentMounts = hostMounts(agent)
-    assert.deepEqual(Object.keys(agentMounts).sort(), ['/dev/net/tun', '/run/flatnet', '/run/netns', '/var/lib/flatnet'])
+    assert.deepEqual(Object.keys(agentMounts).sort(), ['/dev/net/tun', '/proc/sys/net', '/run/flatnet', '/run/netns', '/var/lib/flatnet'])
     for (const path of ['/dev/net/tun', '/run/flatnet', '/var/lib/flatnet']) assert.equal(agentMounts[path].mountPath, path)
     assert.deepEqual(agentMounts['/run/netns'], { name: 'netns', mountPath: '/run/netns', mountPropagation: 'HostToContainer', readOnly: true })
+    // Beside the container's read-only /proc/sys, never over it; read-write (the agent writes there).
+    assert.deepEqual(agentMounts['/proc/sys/net'], { name: 'host-proc-sys-net', mountPath: '/host/proc/sys/net' })
     const installMounts = hostMounts(install)
     assert.deepEqual(Object.fromEntries(Object.entries(installMounts).map(([p, m]) => [p, m.mountPath])), {
       '/opt/cni/bin': '/host/opt/cni/bin',
@@ -521,6 +524,18 @@ describe('k8s/30-configmap.yaml agent.yaml', () => {
     assert.equal(port('mesh').protocol, 'TCP')
   })
 
+  it('writes the node\u2019s network settings (pods\u2019 veths, forwarding) where the DaemonSet mounts the node\u2019s /proc/sys/net read-write', () => {
+    const config = loadAgentConfig({ file, env: podEnv() })
+    assert.equal(config.dataplane.procSysNet, '/host/proc/sys/net')
+    const mount = agent.volumeMounts.find((m) => m.mountPath === config.dataplane.procSysNet)
+    assert.ok(mount, `the agent container mounts something at ${config.dataplane.procSysNet}`)
+    assert.notEqual(mount.readOnly, true, 'read-write')
+    assert.equal(mount.subPath, undefined)
+    assert.deepEqual(agentPod.volumes.find((v) => v.name === mount.name).hostPath, { path: '/proc/sys/net', type: 'Directory' })
+    // Only in the node's network namespace do these files show the node's interfaces.
+    assert.equal(agentPod.hostNetwork, true)
+  })
+
   it('keeps the store, the API server, the kubelet and etcd reachable whatever a host policy says (failsafe)', () => {
     const config = loadAgentConfig({ file, env: podEnv() })
     const ports = (list) => list.map((f) => `${f.protocol}/${f.port}`)
@@ -600,8 +615,11 @@ describe('commands in k8s/', () => {
     const r = spawnSync('setpriv', ['--bounding-set=-all', '--inh-caps=-all', '--no-new-privs', process.execPath, cli, ...argv], { encoding: 'utf8', timeout: 120_000 })
     assert.equal(r.status, 0, `${r.stdout}${r.stderr}`)
 
-    const plugin = readFileSync(inNode('/opt/cni/bin/flatnet'), 'utf8')
-    assert.equal(plugin.split('\n')[0], '#!/opt/cni/bin/flatnet-node', 'the plugin runs with the Node copied beside it, as the node sees it')
+    // The native front end (static: runs on any node) and, beside it, the Node plugin it falls
+    // back to without an agent, run by the Node copied beside it, as the node sees it.
+    assert.equal(readFileSync(inNode('/opt/cni/bin/flatnet')).subarray(0, 4).toString('latin1'), '\x7fELF')
+    const plugin = readFileSync(inNode('/opt/cni/bin/flatnet-js'), 'utf8')
+    assert.equal(plugin.split('\n')[0], '#!/opt/cni/bin/flatnet-node', 'the Node plugin runs with the Node copied beside it, as the node sees it')
     assert.ok(statSync(inNode('/opt/cni/bin/flatnet-node')).mode & 0o111)
     const conflist = JSON.parse(readFileSync(inNode('/etc/cni/net.d/10-flatnet.conflist'), 'utf8'))
     assert.deepEqual(conflist.plugins.map((p) => p.type), ['flatnet'])
@@ -611,6 +629,7 @@ describe('commands in k8s/', () => {
 
     // As the container runtime would: run /opt/cni/bin/flatnet on the node (a private mount
     // namespace shows the stand-in's /opt/cni/bin there), with nothing of the image around it.
+    // No agent there: the front end hands VERSION to the Node plugin beside it.
     const script = `mount -t tmpfs flatnet-test /opt && mkdir -p /opt/cni/bin && mount --bind "$1" /opt/cni/bin && cd / && exec env -i CNI_COMMAND=VERSION /opt/cni/bin/flatnet`
     const v = spawnSync('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', inNode('/opt/cni/bin')], { input: '{}', encoding: 'utf8', timeout: 60_000 })
     assert.equal(v.status, 0, `${v.stdout}${v.stderr}`)

@@ -10,6 +10,7 @@ import type { Logger } from 'pino'
 import { Agent } from './agent.js'
 import { agentRoutes, type FlowSource } from './agent-routes.js'
 import { createLocalApi, type LocalApi } from './api/local-api.js'
+import type { ApiRoutes } from './api/routes.js'
 import { createHealthServer, type HealthServer } from './api/health-server.js'
 import { createMetrics, type AgentMetrics } from './api/metrics.js'
 import type { AgentConfig } from './config/types.js'
@@ -31,6 +32,8 @@ export interface RunAgentComponents {
   readonly enforcer: Enforcer & FlowSource & { hostInterfaceOf?: ((key: string) => string | undefined) | undefined }
   /** Re-reads the configuration on SIGHUP; absent: SIGHUP is logged and ignored. */
   readonly reloadConfig?: (() => AgentConfig) | undefined
+  /** More routes for the local API, served beside the agent's own (the CNI plugin's `/v1/cni/exec`). */
+  readonly routes?: ApiRoutes | undefined
   /** Install SIGTERM/SIGINT/SIGHUP handlers (default true; tests run several agents in one process). */
   readonly signals?: boolean | undefined
 }
@@ -42,7 +45,7 @@ export async function runAgent(components: RunAgentComponents): Promise<RunningA
   enforcer.hostInterfaceOf = (key) => agent.workloads?.get(key)?.hostIfname
   const metrics = createMetrics({ defaultLabels: { node: config.nodeName } })
   declareAgentMetrics(metrics, agent)
-  const api = createLocalApi({ socketPath: config.api.socket, routes: agentRoutes(agent, enforcer), log: log.child({ component: 'api' }) })
+  const api = createLocalApi({ socketPath: config.api.socket, routes: { ...components.routes, ...agentRoutes(agent, enforcer) }, log: log.child({ component: 'api' }) })
   const health = createHealthServer({ metrics, readiness: () => agent.readiness(), log: log.child({ component: 'health' }), options: { address: config.metrics.listen } })
   await agent.start()
   await api.start()

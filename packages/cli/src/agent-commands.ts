@@ -40,7 +40,9 @@ export async function agentCommand(out: Out): Promise<Command> {
     const config = load()
     const log = lib.createAgentLogger(config.log.level)
     const enforcer = lib.createHostEnforcement({ config, log: log.child({ component: 'enforcement' }) })
-    const running = await lib.runAgent({ config, log, enforcer, reloadConfig: load })
+    // The CNI plugin's native front end hands calls to this route (packages/cni/native).
+    const { cniExecRoutes } = await import('@flatnet/cni')
+    const running = await lib.runAgent({ config, log, enforcer, reloadConfig: load, routes: cniExecRoutes() })
     await running.stopped
   })
   agent

@@ -36,6 +36,7 @@ interface InstallFlags {
   priority?: string
   node?: string
   copyNode?: boolean
+  native?: boolean
 }
 
 export function cniCommand(out: Out): Command {
@@ -53,6 +54,8 @@ export function cniCommand(out: Out): Command {
     .option('--priority <n>', 'conflist file name prefix: runtimes take the first file (default 10)')
     .option('--node <path>', 'the Node.js the plugin runs with, as this host sees it (default: this Node, or the copy)')
     .option('--copy-node', 'copy this Node.js into the plugin directory as flatnet-node (hosts without Node)')
+    .option('--native', 'install the native front end as flatnet (default: when it is built); refuse if it is not built')
+    .option('--no-native', 'install the Node plugin as flatnet, without the native front end')
     .action(async (flags: InstallFlags) => {
       // Loaded here: no other command needs the plugin's installer.
       const { installCniPlugin } = await import('@flatnet/cni')
@@ -69,8 +72,9 @@ export function cniCommand(out: Out): Command {
         priority,
         nodePath: flags.node,
         copyNode: flags.copyNode,
+        native: flags.native,
       })
-      out.write(`plugin   ${r.plugin} (runs ${r.nodePath}; code ${r.codeFile}, ${Math.round(r.bytes / 1024)} KiB)`)
+      out.write(`plugin   ${r.plugin} (${r.native ? `native front end; without the agent it runs ${r.nodePlugin}, ` : ''}Node ${r.nodePath}; code ${r.codeFile}, ${Math.round(r.bytes / 1024)} KiB)`)
       out.write(`network  ${r.conflist}`)
     })
   return cni

@@ -133,6 +133,7 @@ export function cniCodeOfAgentError(agentCode: string): number {
     case 'ERR_IPAM_EXHAUSTED':
       return CNI_CODES.noAddress
     case 'ERR_WORKLOAD_LINK':
+    case 'ERR_HOST_FORWARDING':
       return CNI_CODES.linkFailed
     case 'ERR_CNI_POLICY_NOT_ENFORCED':
       return CNI_CODES.policyNotEnforced
@@ -144,4 +145,13 @@ export function cniCodeOfAgentError(agentCode: string): number {
     default:
       return CNI_CODES.agentFailed
   }
+}
+
+/**
+ * A request to the agent's `/v1/cni/exec` route that is not a CNI call handed over by the
+ * native front end (not an error a runtime sees: the front end then runs the Node plugin).
+ */
+export class CniExecRequestError extends FlatnetError {
+  readonly code = 'ERR_CNI_EXEC_REQUEST'
+  override readonly exitCode = 2
 }

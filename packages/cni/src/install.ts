@@ -1,7 +1,13 @@
 /**
  * Installs the plugin on a host, as `flatnet cni install` and the DaemonSet's init container do:
  *
- *   <binDir>/flatnet                    the executable the runtime runs (type "flatnet")
+ *   <binDir>/flatnet                    the executable the runtime runs (type "flatnet"): the
+ *                                       native front end (native/flatnet-cni-shim.c), which hands
+ *                                       each call to the agent and starts in about a millisecond;
+ *                                       without it (not built, `native: false`) the Node plugin
+ *   <binDir>/flatnet-js                 the Node plugin: what the front end runs when the agent
+ *                                       cannot take the call (it is down: the plugin then answers
+ *                                       with the spec's error), and what `flatnet` is without it
  *   <binDir>/flatnet.cjs                the plugin, bundled into one file (esbuild): the plugin,
  *                                       @flatnet/core and the agent's client, nothing else
  *   <confDir>/10-flatnet.conflist       the network
@@ -51,10 +57,19 @@ export interface CniInstallOptions {
   readonly nodePath?: string | undefined
   /** Copy this Node into binDir as `flatnet-node` (for hosts without Node). */
   readonly copyNode?: boolean | undefined
+  /**
+   * Install the native front end as `flatnet` (default: when it is built). `true` makes a
+   * missing front end an error; `false` installs the Node plugin as `flatnet`.
+   */
+  readonly native?: boolean | undefined
 }
 
 export interface CniInstallResult {
+  /** What the runtime runs: the native front end, or the Node plugin. */
   readonly plugin: string
+  /** The Node plugin (the same file as `plugin` without the front end). */
+  readonly nodePlugin: string
+  readonly native: boolean
   /** The bundled plugin the executable loads. */
   readonly codeFile: string
   readonly conflist: string
@@ -86,6 +101,11 @@ function writeAtomic(file: string, content: string | Buffer, mode: number): void
   writeFileSync(tmp, content, { mode })
   chmodSync(tmp, mode)
   renameSync(tmp, file)
+}
+
+/** The native front end as `npm run setup` builds it (packages/cni/native/build). */
+export function nativeFrontEnd(): string {
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'native', 'build', 'flatnet-cni-shim')
 }
 
 /** The plugin's own entry module (dist/src/main.js), found from this file. */
@@ -129,6 +149,9 @@ export async function installCniPlugin(options: CniInstallOptions = {}): Promise
   const conflist = flatnetConflist(options)
   const nodePath = options.nodePath ?? (options.copyNode ? join(binDir, 'flatnet-node') : process.execPath)
   if (!nodePath.startsWith('/') || /\s/.test(nodePath)) throw new InvalidArgumentError(`node path ${JSON.stringify(nodePath)} must be absolute and without white space (it is the plugin's #! line)`)
+  const frontEnd = nativeFrontEnd()
+  const native = options.native ?? existsSync(frontEnd)
+  if (native && !existsSync(frontEnd)) throw new CniInstallError(`the native front end ${frontEnd} is not built; run \`npm run setup\` (it needs a C compiler), or install without it`)
   const bundle = await bundlePlugin()
   try {
     mkdirSync(binDir, { recursive: true, mode: 0o755 })
@@ -137,9 +160,9 @@ export async function installCniPlugin(options: CniInstallOptions = {}): Promise
     const codeFile = join(binDir, `${CNI_INSTALL_DEFAULTS.type}.cjs`)
     writeAtomic(codeFile, bundle, 0o644)
     // Works whether Node takes this extensionless file for CommonJS or for an ES module.
-    const plugin = join(binDir, CNI_INSTALL_DEFAULTS.type)
+    const nodePlugin = join(binDir, native ? `${CNI_INSTALL_DEFAULTS.type}-js` : CNI_INSTALL_DEFAULTS.type)
     writeAtomic(
-      plugin,
+      nodePlugin,
       [
         `#!${nodePath}`,
         '// flatnet CNI plugin (type "flatnet"), written by `flatnet cni install`; its code is flatnet.cjs beside this file.',
@@ -148,9 +171,12 @@ export async function installCniPlugin(options: CniInstallOptions = {}): Promise
       ].join('\n'),
       0o755,
     )
+    const plugin = join(binDir, CNI_INSTALL_DEFAULTS.type)
+    // Last, so that a runtime never finds a front end without the Node plugin it falls back to.
+    if (native) writeAtomic(plugin, readFileSync(frontEnd), 0o755)
     const conflistFile = join(confDir, `${String(priority).padStart(2, '0')}-${conflist.name as string}.conflist`)
     writeAtomic(conflistFile, `${JSON.stringify(conflist, null, 2)}\n`, 0o644)
-    return { plugin, codeFile, conflist: conflistFile, bytes: Buffer.byteLength(bundle), nodePath }
+    return { plugin, nodePlugin, native, codeFile, conflist: conflistFile, bytes: Buffer.byteLength(bundle), nodePath }
   } catch (err) {
     if (err instanceof FlatnetError) throw err
     const e = err as NodeJS.ErrnoException

@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test'
 import { AgentClient } from '@flatnet/agent/client'
 import { workloadInterfaceName } from '@flatnet/agent/workload-link'
 import { cidrContains, parseCidr, parseIp } from '@flatnet/core'
+import { installCniPlugin } from '../src/index.js'
 import { FLATNET, Namespaces, runPlugin, sh, skipUnlessRoot, startOneHostLab, type OneHostLab, type PluginRun } from './helpers.js'
 
 interface Result {
@@ -288,6 +289,45 @@ describe('flatnet-cni with a real agent', { skip: skipUnlessRoot, timeout: 300_0
     const label = await sh(process.execPath, [FLATNET, 'endpoint', 'label', key, 'tier=db'], { env: { ...process.env, FLATNET_REDIS_URL: h.lab.redisUrl } })
     assert.equal(label.code, 0, label.stderr)
     assert.deepEqual(((await endpoint(key)) as { metadata: { labels: Record<string, string> } }).metadata.labels, { app: 'podman', tier: 'db' })
+  })
+
+  it('the native front end hands ADD, CHECK and DEL to the agent, which answers exactly as the Node plugin does (no Node is started: the fallback is made impossible)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fn-cni-native-'))
+    dirs.push(dir)
+    // A Node that does not exist: a call the front end does not hand to the agent cannot succeed.
+    const installed = await installCniPlugin({ binDir: join(dir, 'bin'), confDir: join(dir, 'net.d'), agentSocket: h.socket, native: true, nodePath: '/nonexistent/node' })
+    const front = [installed.plugin]
+    const ns = await namespaces.create()
+    const r = await runPlugin(env('ADD', 'native1', ns.path, { CNI_ARGS: 'K8S_POD_NAME=native1' }), conf(), front)
+    ok(r)
+    const ip = addressOf(r)
+    assert.ok(inBlock(ip), ip)
+    assert.equal(((await endpoint('default/native1')) as { status: { podIPs: { ip: string }[] } }).status.podIPs[0]?.ip, ip)
+    ok(await runPlugin(env('CHECK', 'native1', ns.path), conf({ prevResult: r.json }), front))
+    ok(await runPlugin(env('DEL', 'native1', ns.path), conf(), front))
+    assert.equal(await endpoint('default/native1'), undefined)
+    assert.equal((await handles())['workload:default/native1'], undefined)
+
+    // The same answers as the Node plugin, byte for byte: garbage, a bad variable, VERSION.
+    for (const [e, input] of [
+      // Garbage after the socket (a config without one goes to the default socket).
+      [env('ADD', 'native2', ns.path), `{"agentSocket":${JSON.stringify(h.socket)},"cniVersion":"1.0.0", garbage`],
+      [env('ADD', 'native2', ns.path, { CNI_IFNAME: 'eth0/x' }), conf()],
+      [{ CNI_COMMAND: 'VERSION' }, conf({ cniVersion: '0.4.0' })],
+      [env('ADD', 'native2', ns.path), conf({ cniVersion: '9.9.9' })],
+    ] as const) {
+      const viaAgent = await runPlugin(e, input, front)
+      const node = await runPlugin(e, input)
+      assert.deepEqual({ code: viaAgent.code, stdout: viaAgent.stdout }, { code: node.code, stdout: node.stdout })
+    }
+    assert.equal((await handles())['workload:default/native2'], undefined, 'nothing allocated for refused calls')
+  })
+
+  it('the agent refuses an exec request that is not a CNI call (400, ERR_CNI_EXEC_REQUEST) and runs nothing', async () => {
+    const client = new AgentClient({ socketPath: h.socket })
+    for (const body of [{}, { env: { PATH: '/bin' }, stdin: '' }, { env: { CNI_COMMAND: 5 }, stdin: '' }, { env: {}, stdin: 'not base64!' }]) {
+      await assert.rejects(client.post('/v1/cni/exec', body), (err: { status?: number; code?: string }) => err.status === 400 && err.code === 'ERR_CNI_EXEC_REQUEST')
+    }
   })
 
   it('STATUS succeeds on a ready agent and answers 50 with the reason for one that has not reached its store', async () => {
