@@ -1,7 +1,10 @@
 /** Shared pieces of the syncer's tests: a fake API server with the recorded cluster, Redis, logs. */
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
+import { after, afterEach, before, beforeEach } from 'node:test'
 import { connectRedis, FlatnetStore } from '@flatnet/store'
+import { startRedis, type RedisServer } from '@flatnet/store/testing'
+import { K8sSyncer, type SyncerOptions } from '../src/syncer.js'
 import { loadKubeConfig } from '../src/kube-config.js'
 import { kubeConfigTransport, type KubeTransport } from '../src/kube-transport.js'
 import { FakeApiServer, fixture } from './fake-api-server.js'
@@ -65,3 +68,50 @@ export const FAST = Object.freeze({
   reflector: { retryMinMs: 50, retryMaxMs: 400, absentRetryMs: 300, requestTimeoutMs: 5_000 },
   mirror: { batchIntervalMs: 50, retryMinMs: 50, retryMaxMs: 400, resyncIntervalMs: 0 },
 })
+
+/**
+ * What a syncer test file runs against: one redis-server for the file and, for each test, a
+ * recorded cluster and a fresh store. Syncers made by `start` are stopped after each test.
+ * Construct it at the top of a test file (it registers the hooks).
+ */
+export class SyncerWorld {
+  redis!: RedisServer
+  server!: FakeApiServer
+  store!: FlatnetStore
+  private running: K8sSyncer[] = []
+
+  constructor() {
+    before(async () => {
+      this.redis = await startRedis()
+    })
+    after(async () => {
+      await this.redis.stop()
+    })
+    beforeEach(async () => {
+      this.server = await recordedCluster(['token-a'])
+      this.store = freshStore(this.redis.url)
+    })
+    afterEach(async () => {
+      await Promise.all(this.running.map((s) => s.stop()))
+      this.running = []
+      await this.store.close()
+      await this.server.stop()
+    })
+  }
+
+  /** A syncer (no lease, FAST settings, token-a; `options` over those) started on this test's cluster and store. */
+  start(opts: { log?: Logger; pageSize?: number; options?: Partial<SyncerOptions> } = {}): K8sSyncer {
+    const s = new K8sSyncer(
+      { transport: transportFor(this.server, 'token-a'), store: this.store, log: opts.log ?? memoryLog().log },
+      { lease: false, reflector: { ...FAST.reflector, ...(opts.pageSize ? { pageSize: opts.pageSize } : {}) }, mirror: FAST.mirror, ...opts.options },
+    )
+    this.running.push(s)
+    s.start()
+    return s
+  }
+
+  async stop(s: K8sSyncer): Promise<void> {
+    await s.stop()
+    this.running = this.running.filter((x) => x !== s)
+  }
+}

@@ -7,16 +7,15 @@
  * functions).
  */
 import assert from 'node:assert/strict'
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
+import { beforeEach, describe, it } from 'node:test'
 import { AGENT_NODE_ANNOTATION, SOURCE_ANNOTATION } from '@flatnet/core'
-import { startRedis, type RedisServer } from '@flatnet/store/testing'
 import type { FlatnetStore } from '@flatnet/store'
 import { detachedLeftover, podOverAttachment } from '../src/pod-attachment.js'
 import { resourceByName } from '../src/resources.js'
-import { K8sSyncer } from '../src/syncer.js'
+import type { K8sSyncer } from '../src/syncer.js'
 import { translate } from '../src/translate.js'
 import type { FakeApiServer } from './fake-api-server.js'
-import { FAST, freshStore, memoryLog, recordedCluster, transportFor, until } from './helpers.js'
+import { SyncerWorld, until } from './helpers.js'
 
 type Json = Record<string, unknown>
 interface StoredPod {
@@ -26,40 +25,19 @@ interface StoredPod {
   status: { podIPs?: { ip: string }[] }
 }
 
-let redis: RedisServer
+const world = new SyncerWorld()
 let server: FakeApiServer
 let store: FlatnetStore
-let running: K8sSyncer[] = []
-
-before(async () => {
-  redis = await startRedis()
-})
-after(async () => {
-  await redis.stop()
+beforeEach(() => {
+  server = world.server
+  store = world.store
 })
 
-beforeEach(async () => {
-  server = await recordedCluster(['token-a'])
-  store = freshStore(redis.url)
-})
-afterEach(async () => {
-  await Promise.all(running.map((s) => s.stop()))
-  running = []
-  await store.close()
-  await server.stop()
-})
-
-function syncer(): K8sSyncer {
-  const s = new K8sSyncer({ transport: transportFor(server, 'token-a'), store, log: memoryLog().log }, { lease: false, reflector: FAST.reflector, mirror: FAST.mirror })
-  running.push(s)
-  s.start()
-  return s
-}
+const syncer = (): K8sSyncer => world.start()
 
 /** Stops the syncer and starts another: a restart, which lists everything again. */
 async function restart(s: K8sSyncer): Promise<K8sSyncer> {
-  await s.stop()
-  running = running.filter((x) => x !== s)
+  await world.stop(s)
   const next = syncer()
   await next.whenSynced(15_000)
   return next

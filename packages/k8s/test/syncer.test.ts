@@ -3,54 +3,26 @@
  * and a real redis-server.
  */
 import assert from 'node:assert/strict'
-import { after, afterEach, before, beforeEach, describe, it } from 'node:test'
-import { startRedis, type RedisServer } from '@flatnet/store/testing'
+import { beforeEach, describe, it } from 'node:test'
 import { applyObjects, type FlatnetStore } from '@flatnet/store'
 import { loadObjects } from '@flatnet/policy'
-import { K8sSyncer } from '../src/syncer.js'
+import type { K8sSyncer } from '../src/syncer.js'
 import { SOURCE_ANNOTATION } from '../src/ownership.js'
 import type { FakeApiServer } from './fake-api-server.js'
-import { FAST, freshStore, memoryLog, recordedCluster, transportFor, until } from './helpers.js'
+import { FAST, memoryLog, SyncerWorld, until } from './helpers.js'
 
 type Json = Record<string, unknown>
 
-let redis: RedisServer
+const world = new SyncerWorld()
 let server: FakeApiServer
 let store: FlatnetStore
-let running: K8sSyncer[] = []
-
-before(async () => {
-  redis = await startRedis()
-})
-after(async () => {
-  await redis.stop()
+beforeEach(() => {
+  server = world.server
+  store = world.store
 })
 
-beforeEach(async () => {
-  server = await recordedCluster(['token-a'])
-  store = freshStore(redis.url)
-})
-afterEach(async () => {
-  await Promise.all(running.map((s) => s.stop()))
-  running = []
-  await store.close()
-  await server.stop()
-})
-
-function syncer(opts: { log?: ReturnType<typeof memoryLog>['log']; pageSize?: number } = {}): K8sSyncer {
-  const s = new K8sSyncer(
-    { transport: transportFor(server, 'token-a'), store, log: opts.log ?? memoryLog().log },
-    { lease: false, reflector: { ...FAST.reflector, ...(opts.pageSize ? { pageSize: opts.pageSize } : {}) }, mirror: FAST.mirror },
-  )
-  running.push(s)
-  s.start()
-  return s
-}
-
-async function stopSyncer(s: K8sSyncer): Promise<void> {
-  await s.stop()
-  running = running.filter((x) => x !== s)
-}
+const syncer = (opts: { log?: ReturnType<typeof memoryLog>['log']; pageSize?: number } = {}): K8sSyncer => world.start(opts)
+const stopSyncer = (s: K8sSyncer): Promise<void> => world.stop(s)
 
 const keys = async (kind: 'Namespace' | 'Endpoint' | 'NetworkPolicy' | 'ClusterNetworkPolicy'): Promise<string[]> => (await store.list(kind)).map((o) => o.key)
 
@@ -340,12 +312,7 @@ describe('Kubernetes syncer: mirroring', () => {
   })
 
   it('a watch that goes silent without closing (a dead connection) is replaced after timeoutSeconds plus a grace period', async () => {
-    const s = new K8sSyncer(
-      { transport: transportFor(server, 'token-a'), store, log: memoryLog().log },
-      { lease: false, resources: ['pods'], reflector: { ...FAST.reflector, watchTimeoutSeconds: 1, idleGraceMs: 300 }, mirror: FAST.mirror },
-    )
-    running.push(s)
-    s.start()
+    const s = world.start({ options: { resources: ['pods'], reflector: { ...FAST.reflector, watchTimeoutSeconds: 1, idleGraceMs: 300 } } })
     await s.whenSynced(15_000)
     await until('the pod watch is open', 5_000, () => server.watchCount('pods') === 1)
     server.stallWatches(true)
@@ -373,9 +340,7 @@ describe('Kubernetes syncer: mirroring', () => {
   })
 
   it('repairs the store on the periodic resync: an owned object deleted around the syncer comes back', async () => {
-    const s = new K8sSyncer({ transport: transportFor(server, 'token-a'), store, log: memoryLog().log }, { lease: false, reflector: FAST.reflector, mirror: { ...FAST.mirror, resyncIntervalMs: 300 } })
-    running.push(s)
-    s.start()
+    const s = world.start({ options: { mirror: { ...FAST.mirror, resyncIntervalMs: 300 } } })
     await s.whenSynced(15_000)
     await store.write([{ op: 'delete', kind: 'Endpoint', key: 'shop/api-0' }])
     await until('restored', 5_000, async () => (await keys('Endpoint')).includes('shop/api-0'))
