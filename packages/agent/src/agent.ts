@@ -466,7 +466,15 @@ export class Agent {
     const own = localEndpoints(snapshot, this.config.nodeName)
     // Until the store has been read, rules left by the previous run win over the local snapshot.
     const keep = this.keepKernelRules && !this.connected
-    const enforced = keep ? { rules: 0, connectionsCut: 0 } : await this.enforcer.apply(snapshot, own, { onRulesLoaded: () => this.markEnforced(revision) })
+    const enforced = keep
+      ? { rules: 0 }
+      : await this.enforcer.apply(snapshot, own, {
+          onRulesLoaded: () => this.markEnforced(revision),
+          onConnectionsCut: ({ cut, error }) => {
+            if (error !== undefined) this.log.warn({ revision, err: error instanceof Error ? error.message : String(error) }, 'connections the new rules deny were not cut; the next apply tries again')
+            else if (cut > 0) this.log.info({ revision, cut }, 'cut connections the new rules deny')
+          },
+        })
     if (!keep) this.keepKernelRules = false
     let peerCount = 0
     if (this.plane?.isUp && this.key) {

@@ -7,8 +7,6 @@ import type { EndpointRecord, PolicySnapshot } from '@flatnet/policy'
 export interface EnforcementReport {
   /** Rules in the applied ruleset. */
   readonly rules: number
-  /** Connections cut because the new state no longer allows them. */
-  readonly connectionsCut: number
 }
 
 /** Told of a pass's milestones while it runs. */
@@ -18,11 +16,18 @@ export interface EnforcementHooks {
    * follows (cutting connections the new rules no longer allow) concerns existing flows only.
    */
   readonly onRulesLoaded?: (() => void) | undefined
+  /**
+   * The pass's connection cut is done (it runs after the pass returns): how many connections
+   * the new rules no longer allow were cut, or why the cut failed (those run on until the next
+   * pass's cut).
+   */
+  readonly onConnectionsCut?: ((outcome: { readonly cut: number; readonly error?: unknown }) => void) | undefined
 }
 
 export interface Enforcer {
   /** Recognises leftover state of an earlier run; touches nothing before the first apply. */
   start(): Promise<void>
+  /** Returns once the pass's rules are in force; see EnforcementHooks for what follows. */
   apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport>
   /** Whether the kernel holds rules of an earlier run (left in place by a stop or a crash). */
   holdsRules(): Promise<boolean>

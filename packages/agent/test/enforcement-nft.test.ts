@@ -322,28 +322,53 @@ describe('nftables enforcement in network namespaces', { skip }, () => {
     assert.equal((await table.counters()).rev, rulesetRev)
   })
 
-  it('tells the agent its rules are loaded once the table is in the kernel, before the connection cut, and again for an unchanged ruleset', async () => {
+  it('returns once the rules are loaded and cuts connections behind, one pass after the other; an unchanged ruleset is in force without a cut', async () => {
     const events: string[] = []
+    let openGate!: () => void
+    const gate = new Promise<void>((r) => (openGate = r))
+    let cutStarted!: () => void
+    const started = new Promise<void>((r) => (cutStarted = r))
     const enforcer = createNftEnforcer({
       table,
       conntrack: {
         list: () => cutter.list(),
         cut: async (...args) => {
-          events.push(`cut; kernel rev ${(await table.counters()).rev === enforcer.current?.rev ? 'new' : 'old'}`)
+          events.push(`cut starts; kernel rev ${(await table.counters()).rev === enforcer.current?.rev ? 'current' : 'other'}`)
+          cutStarted()
+          await gate
           return cutter.cut(...args)
         },
       },
     })
-    await table.remove()
-    const records = input.localEndpoints.map((l) => snapshot.endpoint(l.key)!)
-    const onRulesLoaded = (): void => void events.push('loaded')
-    await enforcer.apply(snapshot, records, { onRulesLoaded })
-    assert.deepEqual(events.slice(0, 2), ['loaded', 'cut; kernel rev new'])
-    events.length = 0
-    await enforcer.apply(snapshot, records, { onRulesLoaded })
-    assert.deepEqual(events, ['loaded'], 'an unchanged ruleset is not applied again, but it is in force')
-    // Back to the full input (with the workloads' host interfaces) for the tests that follow.
-    await table.apply(renderNftRuleset(snapshot, input))
+    try {
+      await table.remove()
+      const records = input.localEndpoints.map((l) => snapshot.endpoint(l.key)!)
+      type CutOutcome = { cut: number; error?: unknown; afterReturn: boolean }
+      let cutDone!: (o: CutOutcome) => void
+      const cutOutcome = new Promise<CutOutcome>((r) => (cutDone = r))
+      let returned = false
+      const report = await enforcer.apply(snapshot, records, { onRulesLoaded: () => void events.push('loaded'), onConnectionsCut: (o) => cutDone({ ...o, afterReturn: returned }) })
+      returned = true
+      // apply() returned with the rules in force; the cut starts after, and is held at the gate.
+      assert.equal(report.rules, Object.keys(enforcer.current!.rules).length)
+      assert.equal((await table.counters()).rev, enforcer.current?.rev)
+      await started
+      assert.deepEqual(events, ['loaded', 'cut starts; kernel rev current'])
+      openGate()
+      const outcome = await cutOutcome
+      assert.equal(outcome.afterReturn, true, 'the cut finished after apply() returned')
+      assert.equal(outcome.error, undefined)
+      assert.ok(Number.isInteger(outcome.cut), 'the cut reports how many connections it cut')
+
+      events.length = 0
+      await enforcer.apply(snapshot, records, { onRulesLoaded: () => void events.push('loaded') })
+      await enforcer.stop({ removeRules: false })
+      assert.deepEqual(events, ['loaded'], 'an unchanged ruleset is not applied again (nor cut), but it is in force')
+    } finally {
+      openGate()
+      // Back to the full input (with the workloads' host interfaces) for the tests that follow.
+      await table.apply(renderNftRuleset(snapshot, input))
+    }
   })
 
   it('drops packets a workload sends from an address that is not its own, and counts them', async () => {

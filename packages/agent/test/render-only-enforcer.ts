@@ -26,7 +26,8 @@ export class RenderOnlyEnforcer implements Enforcer {
     this.last = ruleset
     this.renders++
     hooks?.onRulesLoaded?.()
-    return Promise.resolve({ rules: Object.keys(ruleset.rules).length, connectionsCut: 0 })
+    hooks?.onConnectionsCut?.({ cut: 0 })
+    return Promise.resolve({ rules: Object.keys(ruleset.rules).length })
   }
 
   /** Nothing reaches a kernel, so nothing of an earlier run is ever there. */

@@ -14,6 +14,7 @@ import type { ConntrackCutResult, ConntrackCutter } from './conntrack-cut.js'
 import type { FlowLog } from './flow-log.js'
 import type { FlowLogReader } from './nflog-reader.js'
 import type { NftTable } from './nft-table.js'
+import type { EnforcementHooks, EnforcementReport } from '../enforcer.js'
 
 export interface NftEnforcerComponents {
   readonly table: NftTable
@@ -45,9 +46,10 @@ export interface EnforcementPass {
 export interface NftEnforcer {
   start(): Promise<void>
   /** One pass for the agent: the local endpoints as records of the snapshot. */
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: { readonly onRulesLoaded?: (() => void) | undefined }): Promise<{ rules: number; connectionsCut: number }>
-  /** One pass with a complete ruleset input; `onRulesLoaded` runs once the table is in the kernel, before the cut. */
-  enforce(snapshot: PolicySnapshot, input: NftRulesetInput, onRulesLoaded?: () => void): Promise<EnforcementPass>
+  /** One pass for the agent: returns once the rules are loaded; the connection cut follows behind (`onConnectionsCut`). */
+  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport>
+  /** One pass with a complete ruleset input, the cut included. */
+  enforce(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<EnforcementPass>
   stop(options: { removeRules: boolean }): Promise<void>
   /** The ruleset last applied. */
   readonly current: NftRuleset | undefined
@@ -61,19 +63,30 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
   const describe = options.describeLocal ?? defaultDescribeLocal
   let current: NftRuleset | undefined
 
-  async function enforce(snapshot: PolicySnapshot, input: NftRulesetInput, onRulesLoaded?: () => void): Promise<EnforcementPass> {
+  /** Renders the table and loads it; `applied` false when the kernel already held this exact ruleset. */
+  async function load(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<{ ruleset: NftRuleset; applied: boolean }> {
     const ruleset = renderNftRuleset(snapshot, { ...input, table: components.table.table })
-    if (current !== undefined && current.text === ruleset.text) {
-      onRulesLoaded?.()
-      return { ruleset, applied: false, cut: undefined }
-    }
+    if (current !== undefined && current.text === ruleset.text) return { ruleset, applied: false }
     components.flowLog?.remember(ruleset)
     await components.table.apply(ruleset)
     current = ruleset
-    onRulesLoaded?.()
-    const cut = await components.conntrack.cut(snapshot, input)
-    return { ruleset, applied: true, cut }
+    return { ruleset, applied: true }
   }
+
+  async function enforce(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<EnforcementPass> {
+    const { ruleset, applied } = await load(snapshot, input)
+    return { ruleset, applied, cut: applied ? await components.conntrack.cut(snapshot, input) : undefined }
+  }
+
+  /**
+   * The agent's passes cut connections behind them: a cut lists conntrack (two processes, 15 to
+   * 20 ms) and concerns flows that exist already, so the next pass (a workload being attached,
+   * which waits for its rules) does not wait for it. Cuts run one at a time, in the order of
+   * their passes; one judged by an older snapshot may cut a connection a newer one allows, which
+   * conntrack then tracks anew under the newer rules, and what the newer one denies its own cut
+   * removes.
+   */
+  let cuts: Promise<void> = Promise.resolve()
 
   return {
     get current() {
@@ -84,10 +97,21 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
     },
     enforce,
     async apply(snapshot, local, hooks) {
-      const pass = await enforce(snapshot, { ...options.ruleset, localEndpoints: local.map(describe) }, hooks?.onRulesLoaded)
-      return { rules: Object.keys(pass.ruleset.rules).length, connectionsCut: pass.cut?.denied.length ?? 0 }
+      const input: NftRulesetInput = { ...options.ruleset, localEndpoints: local.map(describe) }
+      const { ruleset, applied } = await load(snapshot, input)
+      hooks?.onRulesLoaded?.()
+      if (applied) {
+        cuts = cuts
+          .then(() => components.conntrack.cut(snapshot, input))
+          .then(
+            (cut) => hooks?.onConnectionsCut?.({ cut: cut.denied.length }),
+            (error: unknown) => hooks?.onConnectionsCut?.({ cut: 0, error }),
+          )
+      }
+      return { rules: Object.keys(ruleset.rules).length }
     },
     async stop({ removeRules }) {
+      await cuts
       await components.flowLogReader?.stop()
       if (removeRules) {
         await components.table.remove()
