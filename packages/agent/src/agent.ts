@@ -51,7 +51,7 @@ import { loadOrCreateWireguardKey, nextRecordSequence } from './node-state.js'
 import { detectUnderlayAddress } from './underlay.js'
 import { hostEndpointManifest, configWorkloadManifest } from './own-endpoints.js'
 import { nodePolicyStatusRecord } from './api/policy-status.js'
-import type { Enforcer } from './enforcer.js'
+import type { Enforcer, LocalEndpoint } from './enforcer.js'
 
 export interface AgentComponents {
   readonly config: AgentConfig
@@ -466,15 +466,7 @@ export class Agent {
     const own = localEndpoints(snapshot, this.config.nodeName)
     // Until the store has been read, rules left by the previous run win over the local snapshot.
     const keep = this.keepKernelRules && !this.connected
-    const enforced = keep
-      ? { rules: 0 }
-      : await this.enforcer.apply(snapshot, own, {
-          onRulesLoaded: () => this.markEnforced(revision),
-          onConnectionsCut: ({ cut, error }) => {
-            if (error !== undefined) this.log.warn({ revision, err: error instanceof Error ? error.message : String(error) }, 'connections the new rules deny were not cut; the next apply tries again')
-            else if (cut > 0) this.log.info({ revision, cut }, 'cut connections the new rules deny')
-          },
-        })
+    const enforced = keep ? { rules: 0 } : await this.enforcer.apply(snapshot, this.describeLocal(own), { onRulesLoaded: () => this.markEnforced(revision) })
     if (!keep) this.keepKernelRules = false
     let peerCount = 0
     if (this.plane?.isUp && this.key) {
@@ -500,6 +492,11 @@ export class Agent {
     this.lastApplyError = undefined
     for (const cb of [...this.onApplied]) cb(applied)
     this.afterApply()
+  }
+
+  /** Workloads this agent attached are enforced on their veths (anti-spoofing included). */
+  private describeLocal(own: readonly EndpointRecord[]): LocalEndpoint[] {
+    return own.map((record) => ({ record, hostInterface: this.workloads?.get(record.key)?.hostIfname }))
   }
 
   /** Reporting and persisting are best effort: neither may hold back enforcement. */

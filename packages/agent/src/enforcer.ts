@@ -4,6 +4,17 @@
  */
 import type { EndpointRecord, PolicySnapshot } from '@flatnet/policy'
 
+/** One of this node's endpoints, as the agent hands it to enforcement. */
+export interface LocalEndpoint {
+  readonly record: EndpointRecord
+  /**
+   * The host side of its veth, when this agent attached it: the endpoint is then a workload
+   * enforced on that interface, with anti-spoofing. Without it, a Pod is a workload enforced by
+   * its addresses alone and anything else a host endpoint.
+   */
+  readonly hostInterface?: string | undefined
+}
+
 export interface EnforcementReport {
   /** Rules in the applied ruleset. */
   readonly rules: number
@@ -16,19 +27,13 @@ export interface EnforcementHooks {
    * follows (cutting connections the new rules no longer allow) concerns existing flows only.
    */
   readonly onRulesLoaded?: (() => void) | undefined
-  /**
-   * The pass's connection cut is done (it runs after the pass returns): how many connections
-   * the new rules no longer allow were cut, or why the cut failed (those run on until the next
-   * pass's cut).
-   */
-  readonly onConnectionsCut?: ((outcome: { readonly cut: number; readonly error?: unknown }) => void) | undefined
 }
 
 export interface Enforcer {
   /** Recognises leftover state of an earlier run; touches nothing before the first apply. */
   start(): Promise<void>
-  /** Returns once the pass's rules are in force; see EnforcementHooks for what follows. */
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport>
+  /** One pass: rules into the kernel (`onRulesLoaded`), then connections they deny are cut. */
+  apply(snapshot: PolicySnapshot, local: readonly LocalEndpoint[], hooks?: EnforcementHooks): Promise<EnforcementReport>
   /** Whether the kernel holds rules of an earlier run (left in place by a stop or a crash). */
   holdsRules(): Promise<boolean>
   stop(options: { removeRules: boolean }): Promise<void>

@@ -9,7 +9,7 @@
  */
 import type { Logger } from 'pino'
 import { FlatnetError } from '@flatnet/core'
-import type { EndpointRecord, NftFailsafe, NftLocalEndpoint, NftPortSpec } from '@flatnet/policy'
+import type { NftFailsafe, NftPortSpec } from '@flatnet/policy'
 import type { AgentConfig, AgentFailsafeConfig, FailsafePort } from './config/types.js'
 import { createConntrackCutter, createFlowLogReader, createNftEnforcer, createNftTable, FlowLog, type ConntrackCutter, type FlowRecord } from './enforcement/index.js'
 import type { Enforcer } from './enforcer.js'
@@ -55,17 +55,14 @@ const keepConnections: ConntrackCutter = {
 export interface HostEnforcementComponents {
   readonly config: AgentConfig
   readonly log: Logger
-  /** The host side of a workload's veth, when this agent attached it. */
-  readonly hostInterfaceOf?: ((key: string) => string | undefined) | undefined
 }
 
-export function createHostEnforcement(components: HostEnforcementComponents): Enforcer & FlowSource & { hostInterfaceOf: ((key: string) => string | undefined) | undefined } {
+export function createHostEnforcement(components: HostEnforcementComponents): Enforcer & FlowSource {
   const { config, log } = components
   const flowLog = new FlowLog()
   const reader = createFlowLogReader(flowLog, { group: FLATNET_LOG_GROUP })
   const failsafe = failsafeRulesetInput(config.policy.failsafe)
   const self = {
-    hostInterfaceOf: components.hostInterfaceOf,
     async start() {
       try {
         await inner.start()
@@ -81,11 +78,6 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
       return flowLog.recent({ limit })
     },
   }
-  const describeLocal = (record: EndpointRecord): NftLocalEndpoint => {
-    const hostInterface = self.hostInterfaceOf?.(record.key)
-    if (hostInterface !== undefined) return { key: record.key, kind: 'workload', hostInterface }
-    return { key: record.key, kind: record.endpoint.kind === 'Pod' ? 'workload' : 'host' }
-  }
   const table = createNftTable()
   const inner = createNftEnforcer(
     { table, conntrack: config.policy.conntrackCut ? createConntrackCutter() : keepConnections, flowLog, flowLogReader: reader },
@@ -96,7 +88,6 @@ export function createHostEnforcement(components: HostEnforcementComponents): En
         logPrefixTag: logTag(config.nodeName),
         logGroup: FLATNET_LOG_GROUP,
       },
-      describeLocal,
     },
   )
   return self

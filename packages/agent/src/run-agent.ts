@@ -29,7 +29,7 @@ export interface RunningAgent {
 export interface RunAgentComponents {
   readonly config: AgentConfig
   readonly log: Logger
-  readonly enforcer: Enforcer & FlowSource & { hostInterfaceOf?: ((key: string) => string | undefined) | undefined }
+  readonly enforcer: Enforcer & FlowSource
   /** Re-reads the configuration on SIGHUP; absent: SIGHUP is logged and ignored. */
   readonly reloadConfig?: (() => AgentConfig) | undefined
   /** More routes for the local API, served beside the agent's own (the CNI plugin's `/v1/cni/exec`). */
@@ -41,8 +41,6 @@ export interface RunAgentComponents {
 export async function runAgent(components: RunAgentComponents): Promise<RunningAgent> {
   const { config, log, enforcer } = components
   const agent = new Agent({ config, log, enforcer })
-  // Workloads this agent attached are enforced on their veths (anti-spoofing included).
-  enforcer.hostInterfaceOf = (key) => agent.workloads?.get(key)?.hostIfname
   const metrics = createMetrics({ defaultLabels: { node: config.nodeName } })
   declareAgentMetrics(metrics, agent)
   const api = createLocalApi({ socketPath: config.api.socket, routes: { ...components.routes, ...agentRoutes(agent, enforcer) }, log: log.child({ component: 'api' }) })

@@ -25,6 +25,7 @@ import { formatIp, type Protocol } from '@flatnet/core'
 import { loadObjects, PolicyCompiler, renderNftRuleset, type NftFailsafe, type NftRuleInfo, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
 import { loadAgentConfig } from '../src/config/index.js'
 import { failsafeRulesetInput } from '../src/host-enforcement.js'
+import type { LocalEndpoint } from '../src/enforcer.js'
 import {
   createConntrackCutter,
   createNftEnforcer,
@@ -308,64 +309,40 @@ describe('nftables enforcement in network namespaces', { skip }, () => {
     assert.equal(await probeCell(world.probe('web/b'), { from: 'web/b', to: 'web/a', srcIp: '10.77.1.2', dstIp: '10.77.1.1', port: 80, protocol: 'TCP' }), true)
   })
 
-  it("takes the agent's endpoint records and gives the same table as the full input", async () => {
-    const byKey = new Map(input.localEndpoints.map((l) => [l.key, l]))
-    const enforcer = createNftEnforcer(
-      { table, conntrack: cutter },
-      { ruleset: { protectedPorts: input.protectedPorts, logPrefixTag: input.logPrefixTag }, describeLocal: (r) => byKey.get(r.key)! },
-    )
+  /** The world's local endpoints as the agent hands them over: records, and host veths where it attached them. */
+  const localOfInput = (): LocalEndpoint[] => input.localEndpoints.map((l) => ({ record: snapshot.endpoint(l.key)!, hostInterface: l.hostInterface }))
+
+  it("takes the agent's local endpoints (records, and the veths it attached) and gives the same table as the full input", async () => {
+    const enforcer = createNftEnforcer({ table, conntrack: cutter }, { ruleset: { protectedPorts: input.protectedPorts, logPrefixTag: input.logPrefixTag } })
     await enforcer.start()
-    const records = [...byKey.keys()].map((k) => snapshot.endpoint(k)!)
-    const report = await enforcer.apply(snapshot, records)
+    const report = await enforcer.apply(snapshot, localOfInput())
     assert.equal(enforcer.current?.text, renderNftRuleset(snapshot, input).text)
     assert.equal(report.rules, Object.keys(rules).length)
     assert.equal((await table.counters()).rev, rulesetRev)
   })
 
-  it('returns once the rules are loaded and cuts connections behind, one pass after the other; an unchanged ruleset is in force without a cut', async () => {
+  it('tells the agent its rules are loaded once the table is in the kernel, then cuts by the same snapshot before the pass ends; an unchanged ruleset is in force without a cut', async () => {
     const events: string[] = []
-    let openGate!: () => void
-    const gate = new Promise<void>((r) => (openGate = r))
-    let cutStarted!: () => void
-    const started = new Promise<void>((r) => (cutStarted = r))
     const enforcer = createNftEnforcer({
       table,
       conntrack: {
         list: () => cutter.list(),
         cut: async (...args) => {
-          events.push(`cut starts; kernel rev ${(await table.counters()).rev === enforcer.current?.rev ? 'current' : 'other'}`)
-          cutStarted()
-          await gate
+          events.push(`cut; kernel rev ${(await table.counters()).rev === enforcer.current?.rev ? 'current' : 'other'}`)
           return cutter.cut(...args)
         },
       },
     })
     try {
       await table.remove()
-      const records = input.localEndpoints.map((l) => snapshot.endpoint(l.key)!)
-      type CutOutcome = { cut: number; error?: unknown; afterReturn: boolean }
-      let cutDone!: (o: CutOutcome) => void
-      const cutOutcome = new Promise<CutOutcome>((r) => (cutDone = r))
-      let returned = false
-      const report = await enforcer.apply(snapshot, records, { onRulesLoaded: () => void events.push('loaded'), onConnectionsCut: (o) => cutDone({ ...o, afterReturn: returned }) })
-      returned = true
-      // apply() returned with the rules in force; the cut starts after, and is held at the gate.
+      const local = localOfInput()
+      const report = await enforcer.apply(snapshot, local, { onRulesLoaded: () => void events.push('loaded') })
+      assert.deepEqual(events, ['loaded', 'cut; kernel rev current'], 'both before apply() returns, in this order')
       assert.equal(report.rules, Object.keys(enforcer.current!.rules).length)
-      assert.equal((await table.counters()).rev, enforcer.current?.rev)
-      await started
-      assert.deepEqual(events, ['loaded', 'cut starts; kernel rev current'])
-      openGate()
-      const outcome = await cutOutcome
-      assert.equal(outcome.afterReturn, true, 'the cut finished after apply() returned')
-      assert.equal(outcome.error, undefined)
-      assert.ok(Number.isInteger(outcome.cut), 'the cut reports how many connections it cut')
-
       events.length = 0
-      await enforcer.apply(snapshot, records, { onRulesLoaded: () => void events.push('loaded') })
-      await enforcer.stop({ removeRules: false })
+      await enforcer.apply(snapshot, local, { onRulesLoaded: () => void events.push('loaded') })
       assert.deepEqual(events, ['loaded'], 'an unchanged ruleset is not applied again (nor cut), but it is in force')
     } finally {
-      openGate()
       // Back to the full input (with the workloads' host interfaces) for the tests that follow.
       await table.apply(renderNftRuleset(snapshot, input))
     }

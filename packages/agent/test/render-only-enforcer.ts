@@ -5,9 +5,9 @@
  * agents (`dataPlane: false`) use it in tests and in bench/propagation, where hundreds of agents
  * share one machine and none of them may touch its nftables.
  */
-import { renderNftRuleset, type EndpointRecord, type NftRuleset, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
-import { defaultDescribeLocal } from '../src/enforcement/nft-enforcer.js'
-import type { EnforcementHooks, EnforcementReport, Enforcer } from '../src/enforcer.js'
+import { renderNftRuleset, type NftRuleset, type NftRulesetInput, type PolicySnapshot } from '@flatnet/policy'
+import { describeLocal } from '../src/enforcement/nft-enforcer.js'
+import type { EnforcementHooks, EnforcementReport, Enforcer, LocalEndpoint } from '../src/enforcer.js'
 
 export class RenderOnlyEnforcer implements Enforcer {
   /** The ruleset of the last apply. */
@@ -21,12 +21,11 @@ export class RenderOnlyEnforcer implements Enforcer {
     return Promise.resolve()
   }
 
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport> {
-    const ruleset = renderNftRuleset(snapshot, { ...this.input, localEndpoints: local.map(defaultDescribeLocal) })
+  apply(snapshot: PolicySnapshot, local: readonly LocalEndpoint[], hooks?: EnforcementHooks): Promise<EnforcementReport> {
+    const ruleset = renderNftRuleset(snapshot, { ...this.input, localEndpoints: local.map(describeLocal) })
     this.last = ruleset
     this.renders++
     hooks?.onRulesLoaded?.()
-    hooks?.onConnectionsCut?.({ cut: 0 })
     return Promise.resolve({ rules: Object.keys(ruleset.rules).length })
   }
 

@@ -8,13 +8,13 @@
  * endpoint records)`, `stop({ removeRules })`. Nothing is flushed at start: a table left by
  * an earlier run keeps enforcing until the first apply replaces it (fail-static).
  */
-import type { EndpointRecord, NftLocalEndpoint, NftRuleset, NftRulesetInput, PolicySnapshot } from '@flatnet/policy'
+import type { NftLocalEndpoint, NftRuleset, NftRulesetInput, PolicySnapshot } from '@flatnet/policy'
 import { renderNftRuleset } from '@flatnet/policy'
 import type { ConntrackCutResult, ConntrackCutter } from './conntrack-cut.js'
 import type { FlowLog } from './flow-log.js'
 import type { FlowLogReader } from './nflog-reader.js'
 import type { NftTable } from './nft-table.js'
-import type { EnforcementHooks, EnforcementReport } from '../enforcer.js'
+import type { EnforcementHooks, EnforcementReport, LocalEndpoint } from '../enforcer.js'
 
 export interface NftEnforcerComponents {
   readonly table: NftTable
@@ -28,11 +28,6 @@ export interface NftEnforcerComponents {
 export interface NftEnforcerOptions {
   /** Everything of the ruleset input but the endpoints (failsafe, protected ports, log tag and group). */
   readonly ruleset?: Omit<NftRulesetInput, 'localEndpoints' | 'table'> | undefined
-  /**
-   * How a local endpoint is enforced. Default: a Pod is a workload (without anti-spoofing, as
-   * its host interface is not known here), anything else a host endpoint.
-   */
-  readonly describeLocal?: ((record: EndpointRecord) => NftLocalEndpoint) | undefined
 }
 
 export interface EnforcementPass {
@@ -45,9 +40,8 @@ export interface EnforcementPass {
 
 export interface NftEnforcer {
   start(): Promise<void>
-  /** One pass for the agent: the local endpoints as records of the snapshot. */
-  /** One pass for the agent: returns once the rules are loaded; the connection cut follows behind (`onConnectionsCut`). */
-  apply(snapshot: PolicySnapshot, local: readonly EndpointRecord[], hooks?: EnforcementHooks): Promise<EnforcementReport>
+  /** One pass for the agent: the rules (`onRulesLoaded` once they are in force), then the cut. */
+  apply(snapshot: PolicySnapshot, local: readonly LocalEndpoint[], hooks?: EnforcementHooks): Promise<EnforcementReport>
   /** One pass with a complete ruleset input, the cut included. */
   enforce(snapshot: PolicySnapshot, input: NftRulesetInput): Promise<EnforcementPass>
   stop(options: { removeRules: boolean }): Promise<void>
@@ -55,12 +49,14 @@ export interface NftEnforcer {
   readonly current: NftRuleset | undefined
 }
 
-export function defaultDescribeLocal(record: EndpointRecord): NftLocalEndpoint {
+/** How a local endpoint is enforced: see LocalEndpoint. */
+export function describeLocal(local: LocalEndpoint): NftLocalEndpoint {
+  const { record, hostInterface } = local
+  if (hostInterface !== undefined) return { key: record.key, kind: 'workload', hostInterface }
   return { key: record.key, kind: record.endpoint.kind === 'Pod' ? 'workload' : 'host' }
 }
 
 export function createNftEnforcer(components: NftEnforcerComponents, options: NftEnforcerOptions = {}): NftEnforcer {
-  const describe = options.describeLocal ?? defaultDescribeLocal
   let current: NftRuleset | undefined
 
   /** Renders the table and loads it; `applied` false when the kernel already held this exact ruleset. */
@@ -78,16 +74,6 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
     return { ruleset, applied, cut: applied ? await components.conntrack.cut(snapshot, input) : undefined }
   }
 
-  /**
-   * The agent's passes cut connections behind them: a cut lists conntrack (two processes, 15 to
-   * 20 ms) and concerns flows that exist already, so the next pass (a workload being attached,
-   * which waits for its rules) does not wait for it. Cuts run one at a time, in the order of
-   * their passes; one judged by an older snapshot may cut a connection a newer one allows, which
-   * conntrack then tracks anew under the newer rules, and what the newer one denies its own cut
-   * removes.
-   */
-  let cuts: Promise<void> = Promise.resolve()
-
   return {
     get current() {
       return current
@@ -97,21 +83,16 @@ export function createNftEnforcer(components: NftEnforcerComponents, options: Nf
     },
     enforce,
     async apply(snapshot, local, hooks) {
-      const input: NftRulesetInput = { ...options.ruleset, localEndpoints: local.map(describe) }
+      const input: NftRulesetInput = { ...options.ruleset, localEndpoints: local.map(describeLocal) }
       const { ruleset, applied } = await load(snapshot, input)
       hooks?.onRulesLoaded?.()
-      if (applied) {
-        cuts = cuts
-          .then(() => components.conntrack.cut(snapshot, input))
-          .then(
-            (cut) => hooks?.onConnectionsCut?.({ cut: cut.denied.length }),
-            (error: unknown) => hooks?.onConnectionsCut?.({ cut: 0, error }),
-          )
-      }
+      // Within the pass, judged by the snapshot whose rules are loaded: a cut judged by an older
+      // snapshot would delete connections the loaded rules allow, whose next reply then meets
+      // `ct state invalid` and is dropped.
+      if (applied) await components.conntrack.cut(snapshot, input)
       return { rules: Object.keys(ruleset.rules).length }
     },
     async stop({ removeRules }) {
-      await cuts
       await components.flowLogReader?.stop()
       if (removeRules) {
         await components.table.remove()
