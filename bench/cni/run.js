@@ -16,7 +16,7 @@
 // Prints progress on stderr, a table, the targets with PASS/MISS and one JSON line on stdout.
 // Exit status: 0 targets met, 1 a target missed, 2 the run failed.
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -25,16 +25,15 @@ import { installCniPlugin } from '../../packages/cni/dist/src/index.js'
 import { labDown, labUp, readTopology } from '../../packages/lab/dist/src/index.js'
 // The podman sandbox of the lab's CNI test, so the bench and the test run podman alike.
 import { exec, PodmanSandbox, podmanMissing } from '../../packages/lab/dist/test/podman-sandbox.js'
+import { readArgs } from '../lib/args.js'
+import { cleanUpEverything, installExitHandlers, ownCleanup, ownDir } from '../lib/cleanup.js'
+import { sleep } from '../lib/clock.js'
+import { stats } from '../lib/stats.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 const FLATNET = join(ROOT, 'packages', 'cli', 'bin', 'flatnet.js')
 
-const argv = process.argv.slice(2)
-const flag = (name) => argv.includes(name)
-const option = (name, fallback) => {
-  const i = argv.indexOf(name)
-  return i === -1 ? fallback : Number(argv[i + 1])
-}
+const { flag, option } = readArgs()
 const QUICK = flag('--quick')
 const SEQUENTIAL = option('--sequential', QUICK ? 40 : 200)
 const PARALLEL = option('--parallel', 20)
@@ -43,16 +42,12 @@ const PODMAN_RUNS = flag('--no-podman') ? 0 : option('--podman', QUICK ? 4 : 12)
 const TARGETS = { addP50Ms: 100 }
 
 const log = (msg) => process.stderr.write(`[bench:cni] ${msg}\n`)
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-function percentile(sorted, p) {
-  if (sorted.length === 0) return NaN
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]
-}
+/** Nearest-rank p50 and p99 with the extremes, to 0.1 ms. */
 function summary(samples) {
-  const s = [...samples].sort((a, b) => a - b)
+  const s = stats(samples)
   const r = (x) => Math.round(x * 10) / 10
-  return { n: s.length, p50: r(percentile(s, 50)), p99: r(percentile(s, 99)), min: r(s[0] ?? NaN), max: r(s[s.length - 1] ?? NaN) }
+  return { n: s.n, p50: r(s.p50), p99: r(s.p99), min: r(s.min), max: r(s.max) }
 }
 
 /** Runs a program with env and stdin; resolves with exit code, stdout and the wall time, start to exit. */
@@ -74,35 +69,33 @@ function timed(program, env, input) {
   })
 }
 
-// Everything made here is removed on exit, also after a failure or ^C.
-const cleanups = []
-async function cleanupAll() {
-  while (cleanups.length > 0) await cleanups.pop()().catch((e) => log(`cleanup: ${e.message}`))
-}
-process.once('SIGINT', () => void cleanupAll().then(() => process.exit(130)))
-const giveUp = setTimeout(() => {
-  log('giving up after 20 minutes')
-  void cleanupAll().then(() => process.exit(2))
-}, 20 * 60_000)
-giveUp.unref()
+// Everything made here is removed on exit, also after a failure, ^C or SIGTERM; the run gives
+// up after 20 minutes.
+installExitHandlers(20 * 60_000, '[bench:cni] benchmark')
 
+// The containers' namespaces: every one made is deleted, at the latest on the way out.
+const namespacesMade = new Set()
+ownCleanup('network namespaces', () => deleteNetns([...namespacesMade]))
 let nsCounter = 0
 async function makeNetns() {
   const name = `fn-cnib-${process.pid.toString(36)}-${nsCounter++}`
   const r = await exec('ip', ['netns', 'add', name])
   if (r.code !== 0) throw new Error(`ip netns add ${name}: ${r.stderr}`)
+  namespacesMade.add(name)
   return name
 }
-const deleteNetns = (names) => Promise.all(names.map((n) => exec('ip', ['netns', 'del', n])))
+function deleteNetns(names) {
+  for (const n of names) namespacesMade.delete(n)
+  return Promise.all(names.map((n) => exec('ip', ['netns', 'del', n])))
+}
 
 async function main() {
   if (process.getuid?.() !== 0) throw new Error('needs root (network namespaces)')
-  const work = mkdtempSync(join(tmpdir(), 'fn-bench-cni-'))
-  cleanups.push(async () => rmSync(work, { recursive: true, force: true }))
+  const work = ownDir(mkdtempSync(join(tmpdir(), 'fn-bench-cni-')))
   const id = `b${process.pid.toString(36)}`.slice(0, 8)
   const stateDir = join(work, 'lab')
   log('starting a one-host lab (Redis + agent)')
-  cleanups.push(() => labDown({ stateDir }))
+  ownCleanup('lab down', () => labDown({ stateDir }))
   const lab = await labUp({
     topology: readTopology('bench.yaml', 'apiVersion: flatnet.dev/v1alpha1\nkind: LabTopology\nnamespaces: {hosts: {}}\nhosts:\n- {name: node1, kind: k8s-node, namespace: hosts}\n'),
     stateDir,
@@ -147,7 +140,6 @@ async function main() {
     log(`${SEQUENTIAL} sequential ADDs, then as many DELs (${tag})`)
     const seqNs = []
     for (let i = 0; i < SEQUENTIAL; i++) seqNs.push(await makeNetns())
-    cleanups.push(() => deleteNetns(seqNs))
     const seqAdd = []
     const seqDel = []
     for (let i = 0; i < SEQUENTIAL; i++) seqAdd.push(must(await timed(program, addEnv(`${tag}${i}`, seqNs[i]), netconf()), `ADD ${tag}${i}`).ms)
@@ -185,7 +177,6 @@ async function main() {
   const agentAddNoWait = []
   const agentDel = []
   const ns0 = await makeNetns()
-  cleanups.push(() => deleteNetns([ns0]))
   for (let i = 0; i < 100; i++) {
     const wait = i % 2 === 0
     let t = performance.now()
@@ -212,7 +203,7 @@ async function main() {
     } else {
       log(`podman run --rm ... true: ${PODMAN_RUNS} with flatnet, ${PODMAN_RUNS} with the default bridge, alternating`)
       const sandbox = new PodmanSandbox(join(work, 'podman'), hostNetns)
-      cleanups.push(() => sandbox.cleanup())
+      ownCleanup('podman sandbox', () => sandbox.cleanup())
       await installCniPlugin({ binDir: sandbox.cniBin, confDir: sandbox.netDir, agentSocket: socket })
       const runOnce = async (network) => {
         const t = performance.now()
@@ -234,7 +225,7 @@ async function main() {
   }
   results.machine.loadavgEnd = loadavg().map((x) => Math.round(x * 100) / 100)
 
-  await cleanupAll()
+  await cleanUpEverything()
   return results
 }
 
@@ -276,7 +267,7 @@ main().then(
   (r) => process.exit(report(r) ? 0 : 1),
   async (err) => {
     log(`failed: ${err.stack ?? err}`)
-    await cleanupAll()
+    await cleanUpEverything()
     process.exit(2)
   },
 )

@@ -2,9 +2,11 @@
 // manifests and as model objects) and ClusterNetworkPolicies. Separate from run.js so that other
 // checks can build the very same cluster.
 import { labelsFromRecord, NAMESPACE_NAME_LABEL, parseCidr, parseIp, seededRandom } from '../../packages/core/dist/src/index.js'
+import { ALLOW_PORTS_WITH_GRPC, APPS, namespacePolicies, POLICIES_PER_NAMESPACE, shuffled, TEAMS } from '../lib/manifests.js'
 
+export { APPS, TEAMS }
 export const ENDPOINTS_PER_NS = 100
-export const POLICIES_PER_NS = 10
+export const POLICIES_PER_NS = POLICIES_PER_NAMESPACE
 
 // One stream for the whole run: callers keep drawing from it after generation, so every
 // choice of a run follows from the seed.
@@ -12,19 +14,9 @@ let rng = seededRandom(1)
 export const int = (n) => Math.floor(rng() * n)
 export const pick = (list) => list[int(list.length)]
 export const chance = (p) => rng() < p
-function shuffled(list) {
-  const out = list.slice()
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = int(i + 1)
-    ;[out[i], out[j]] = [out[j], out[i]]
-  }
-  return out
-}
 const pad = (n, width) => String(n).padStart(width, '0')
 
-export const TEAMS = Array.from({ length: 40 }, (_, i) => `team-${pad(i, 2)}`)
 export const ENVS = ['prod', 'staging', 'dev']
-export const APPS = ['web', 'ui', 'gateway', 'api', 'auth', 'cart', 'catalog', 'search', 'orders', 'payments', 'worker', 'db', 'cache', 'queue']
 const TIER_OF = { web: 'frontend', ui: 'frontend', gateway: 'frontend', db: 'data', cache: 'data', queue: 'data' }
 const tierOf = (app) => TIER_OF[app] ?? 'backend'
 export const VERSIONS = ['v1', 'v2', 'v3']
@@ -61,7 +53,7 @@ export function generateCluster({ seed, namespaces: NAMESPACES }) {
     const role = n === 0 ? 'monitoring' : n === 1 ? 'dns' : n < 5 ? 'ingress' : undefined
     const labels = { [NAMESPACE_NAME_LABEL]: name, team: pick(TEAMS), env: pick(ENVS), ...(role ? { role } : {}) }
     namespaces.push({ kind: 'Namespace', name, labels: labelsFromRecord(labels) })
-    nsInfo.push({ name, labels, apps: shuffled(APPS).slice(0, 10), endpoints: [] })
+    nsInfo.push({ name, labels, apps: shuffled(APPS, int).slice(0, 10), endpoints: [] })
   }
 
   const endpoints = []
@@ -86,86 +78,15 @@ export function generateCluster({ seed, namespaces: NAMESPACES }) {
   }
 
   const policyManifests = []
-  for (let n = 0; n < NAMESPACES; n++) policyManifests.push(...namespacePolicies(nsInfo[n], n))
+  for (let n = 0; n < NAMESPACES; n++) policyManifests.push(...policiesOfNamespace(nsInfo[n], n))
   const policies = policyManifests.map(networkPolicySpec)
   const clusterPolicies = clusterPolicySpecs()
   return { namespaces, nsInfo, endpoints, policies, policyManifests, clusterPolicies }
 }
 
-function randomPorts() {
-  switch (int(6)) {
-    case 0:
-      return [{ protocol: 'TCP', port: 8080 }]
-    case 1:
-      return [{ port: 'http' }, { port: 'metrics' }]
-    case 2:
-      return [{ protocol: 'TCP', port: 9000, endPort: 9100 }]
-    case 3:
-      return [{ port: 8080 }, { protocol: 'UDP', port: 53 }]
-    case 4:
-      return [{ port: 'grpc' }, { port: 50051, protocol: 'TCP' }]
-    default:
-      return undefined
-  }
-}
-
 /** The 10 NetworkPolicies of a namespace, as Kubernetes manifests. */
-function namespacePolicies(info, n) {
-  const meta = (name) => ({ name, namespace: info.name })
-  const doc = (name, spec) => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: meta(name), spec })
-  const out = []
-  const apps = info.apps
-  // Most namespaces start from default-deny; the others let the namespace talk to itself.
-  if (chance(0.6)) out.push(doc('default-deny-ingress', { podSelector: {}, policyTypes: ['Ingress'] }))
-  else out.push(doc('allow-same-namespace', { podSelector: {}, ingress: [{ from: [{ podSelector: {} }] }] }))
-  for (let k = 0; k < 6; k++) {
-    const target = apps[k]
-    const from = [{ podSelector: { matchLabels: { app: pick(apps) } } }]
-    if (chance(0.5)) {
-      from.push({ namespaceSelector: { matchLabels: { team: info.labels.team } }, podSelector: { matchLabels: { app: pick(APPS) } } })
-    }
-    if (chance(0.2)) from.push({ podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend', 'backend'] }] } })
-    const ports = randomPorts()
-    out.push(doc(`allow-${target}-${k}`, { podSelector: { matchLabels: { app: target } }, ingress: [{ from, ...(ports ? { ports } : {}) }] }))
-  }
-  const octet = int(256)
-  out.push(
-    doc('allow-frontend-from-lb', {
-      podSelector: { matchExpressions: [{ key: 'tier', operator: 'In', values: ['frontend'] }] },
-      policyTypes: ['Ingress'],
-      ingress: [
-        {
-          from: [{ ipBlock: { cidr: '10.0.0.0/8', except: [`10.${octet}.0.0/16`, `10.${(octet + 1) & 255}.${int(256)}.0/24`] } }, { ipBlock: { cidr: '203.0.113.0/24' } }],
-          ports: [{ protocol: 'TCP', port: 8443 }, { port: 'http' }],
-        },
-      ],
-    }),
-  )
-  // Egress lockdown of one backend app: its database, DNS, and the internet on 443.
-  const locked = apps[6]
-  out.push(
-    doc(`lockdown-${locked}`, {
-      podSelector: { matchLabels: { app: locked } },
-      policyTypes: ['Ingress', 'Egress'],
-      ingress: [{ from: [{ podSelector: { matchLabels: { tier: 'frontend' } } }], ports: [{ port: 'http' }] }],
-      egress: [
-        { to: [{ podSelector: { matchLabels: { app: 'db' } } }], ports: [{ protocol: 'TCP', port: 5432 }] },
-        { to: [{ namespaceSelector: { matchLabels: { role: 'dns' } } }], ports: [{ protocol: 'UDP', port: 53 }] },
-        { to: [{ ipBlock: { cidr: '0.0.0.0/0', except: ['10.0.0.0/8', '172.16.0.0/12'] } }], ports: [{ protocol: 'TCP', port: 443 }] },
-      ],
-    }),
-  )
-  out.push(
-    doc('allow-monitoring', {
-      podSelector: {},
-      ingress: [
-        {
-          from: [{ namespaceSelector: { matchLabels: { role: 'monitoring' }, matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['dev'] }] } }],
-          ports: [{ port: 'metrics' }],
-        },
-      ],
-    }),
-  )
+function policiesOfNamespace(info, n) {
+  const out = namespacePolicies({ namespace: info.name, team: info.labels.team, apps: info.apps, draws: { int, pick, chance }, allowPorts: ALLOW_PORTS_WITH_GRPC })
   if (out.length !== POLICIES_PER_NS) throw new Error(`namespace ${n}: ${out.length} policies`)
   return out
 }

@@ -12,7 +12,13 @@ import { stringify } from 'yaml'
 import { loadObjects } from '../../packages/policy/dist/src/index.js'
 import { applyObjects, connectRedis, deleteRefs, FlatnetStore, Ipam, NodeRegistry, storeKeys } from '../../packages/store/dist/src/index.js'
 import { clusterDocuments, FLIP_POLICY } from './cluster.js'
-import { BenchError, cpuSample, cpuSecondsOf, cpuShare, log, memoryOf, ownDir, removeDir, sleep, spawnWorker, startRedis, stats, stopProcess, wallNow } from './common.js'
+import { BenchError, ownDir, removeDir } from '../lib/cleanup.js'
+import { sleep, wallNow } from '../lib/clock.js'
+import { log } from '../lib/log.js'
+import { cpuSample, cpuSecondsOf, cpuShare, memoryOf } from '../lib/proc.js'
+import { spawnWorker, stopProcess } from '../lib/processes.js'
+import { startRedis } from '../lib/redis.js'
+import { stats } from '../lib/stats.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 
@@ -42,7 +48,7 @@ export async function runAgentsPart(options = {}) {
   let pollRedisClient
   const stores = []
   try {
-    redis = await startRedis(dir, Math.max(4096, o.agents * 4 + 256))
+    redis = await startRedis(dir, { maxClients: Math.max(4096, o.agents * 4 + 256) })
     const newStore = () => {
       const s = new FlatnetStore({ redis: connectRedis(redis.url, { commandTimeoutMs: 30_000 }), where: 'bench' }, { cluster: 'default', commandTimeoutMs: 30_000 })
       stores.push(s)

@@ -2,10 +2,8 @@
 // namespaces with team/env labels, Pods spread evenly over the nodes, the NetworkPolicies of the
 // store benchmark (ten per namespace, the shapes real clusters use), and a few cluster tiers.
 // Everything goes through loadObjects + applyObjects, as `flatnet policy apply -f` writes it.
-import { stringify } from 'yaml'
+import { APPS, POLICIES_PER_NAMESPACE, yamlTexts } from '../lib/manifests.js'
 import { policyManifests } from '../store/manifests.js'
-
-const APPS = ['web', 'ui', 'gateway', 'api', 'auth', 'cart', 'catalog', 'search', 'orders', 'payments', 'worker', 'db', 'cache', 'queue']
 
 /**
  * `namespaces` namespaces `prop-NNNN` with `podsPerNamespace` Pods each, the Pods dealt round
@@ -13,7 +11,7 @@ const APPS = ['web', 'ui', 'gateway', 'api', 'auth', 'cart', 'catalog', 'search'
  * namespaces and four ClusterNetworkPolicies. Returns YAML texts of at most `batch` documents.
  */
 export function clusterDocuments({ nodes, namespaces, podsPerNamespace, batch = 100 }) {
-  const policies = policyManifests('prop', namespaces * 10)
+  const policies = policyManifests('prop', namespaces * POLICIES_PER_NAMESPACE)
   const teamOf = new Map(policies.map((p) => [p.metadata.namespace, p.metadata.labels.team]))
   const docs = []
   for (const [name, labels] of [
@@ -51,9 +49,7 @@ export function clusterDocuments({ nodes, namespaces, podsPerNamespace, batch = 
     ]),
     cnp('prod-default-deny', 'Baseline', 100, { namespaces: { matchLabels: { env: 'prod' } } }, [{ name: 'deny', action: 'Deny', from: [{ namespaces: {} }] }]),
   )
-  const texts = []
-  for (let i = 0; i < docs.length; i += batch) texts.push(docs.slice(i, i + batch).map((d) => stringify(d)).join('---\n'))
-  return { texts, counts: { namespaces: namespaces + 3, pods: pod, networkPolicies: policies.length, clusterNetworkPolicies: 4 } }
+  return { texts: yamlTexts(docs, batch), counts: { namespaces: namespaces + 3, pods: pod, networkPolicies: policies.length, clusterNetworkPolicies: 4 } }
 }
 
 /**

@@ -22,7 +22,11 @@ import { AgentClient } from '../../packages/agent/dist/src/api/client.js'
 import { DaemonClient, labDown, labUp, loadTopology, readLabState } from '../../packages/lab/dist/src/index.js'
 import { loadObjects } from '../../packages/policy/dist/src/index.js'
 import { applyObjects, connectRedis, deleteRefs, FlatnetStore } from '../../packages/store/dist/src/index.js'
-import { BenchError, cpuSample, cpuSecondsOf, cpuShare, log, memoryOf, ownCleanup, sleep, stats, wallNow } from './common.js'
+import { BenchError, ownCleanup } from '../lib/cleanup.js'
+import { sleep, wallNow } from '../lib/clock.js'
+import { log } from '../lib/log.js'
+import { cpuSample, cpuSecondsOf, cpuShare, memoryOf } from '../lib/proc.js'
+import { stats } from '../lib/stats.js'
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const LAB_TOPOLOGY = join(ROOT, 'examples', 'lab', 'netpol-3x3.yaml')

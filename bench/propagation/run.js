@@ -10,25 +10,20 @@
 //          [--lab-changes N] [--probe-ms N] [--agents N] [--processes N] [--agent-changes N] [--poll-ms N]
 //        (`npm run bench:propagation` builds first.) Exits 1 when a target is missed, 2 when it fails.
 import { cpus, loadavg } from 'node:os'
+import { readArgs } from '../lib/args.js'
+import { cleanUpEverything, installExitHandlers } from '../lib/cleanup.js'
+import { wallNow } from '../lib/clock.js'
+import { log } from '../lib/log.js'
+import { allTargetsMet, printReport, targetsOf } from '../lib/report.js'
 import { runAgentsPart, AGENTS_DEFAULTS } from './agents.js'
-import { cleanUpEverything, installExitHandlers, lat, log, mib, msf, wallNow } from './common.js'
 import { LAB_DEFAULTS, runLabPart } from './lab.js'
 
-const argv = process.argv.slice(2)
 const KNOWN = ['--quick', '--lab-only', '--agents-only', '--lab-changes', '--probe-ms', '--agents', '--processes', '--agent-changes', '--poll-ms']
 const usage = (message) => {
   log(`${message}\nusage: node bench/propagation/run.js [--quick] [--lab-only | --agents-only] [--lab-changes N] [--probe-ms N] [--agents N] [--processes N] [--agent-changes N] [--poll-ms N]`)
   process.exit(2)
 }
-for (const a of argv) if (a.startsWith('--') && !KNOWN.includes(a)) usage(`unknown option ${a}`)
-const flag = (name) => argv.includes(name)
-const option = (name, fallback) => {
-  const i = argv.indexOf(name)
-  if (i === -1) return fallback
-  const v = Number(argv[i + 1])
-  if (!Number.isInteger(v) || v < 1) usage(`${name} needs a positive whole number, got "${argv[i + 1]}"`)
-  return v
-}
+const { flag, option } = readArgs(process.argv.slice(2), { known: KNOWN, usage })
 if (flag('--lab-only') && flag('--agents-only')) usage('--lab-only and --agents-only exclude each other')
 const QUICK = flag('--quick')
 const RUN_LAB = !flag('--agents-only')
@@ -62,6 +57,10 @@ try {
 const loadAfter = loadavg()
 
 // ---------------------------------------------------------------- report
+
+const mib = (b) => (Number.isFinite(b) ? `${(b / 1024 ** 2).toFixed(0)} MiB` : 'n/a')
+const msf = (x) => (Number.isFinite(x) ? `${x.toFixed(x < 10 ? 1 : 0)} ms` : 'n/a')
+const lat = (s) => `p50 ${msf(s.p50)}, p99 ${msf(s.p99)}, max ${msf(s.max)}`
 
 const rows = [['machine', `${cpus().length} CPUs, node ${process.version}; load average ${loadBefore[0].toFixed(2)} before, ${loadAfter[0].toFixed(2)} after`]]
 const checks = []
@@ -106,16 +105,7 @@ if (agents) {
 }
 rows.push(['total', `${((wallNow() - started) / 1000).toFixed(0)} s`])
 
-const width = Math.max(...rows.map((r) => r[0].length), ...checks.map((c) => c[0].length))
-console.log('')
-console.log(`flatnet propagation benchmark${QUICK ? ' (QUICK)' : ''}`)
-console.log('-'.repeat(width + 80))
-for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
-console.log('')
-console.log(`${'target'.padEnd(width)}  ${'goal'.padEnd(12)}${'measured'.padEnd(12)}result`)
-console.log('-'.repeat(width + 36))
-for (const [name, goal, measured, ok] of checks) console.log(`${name.padEnd(width)}  ${goal.padEnd(12)}${measured.padEnd(12)}${ok ? 'PASS' : 'MISS'}`)
-console.log('')
+printReport({ title: `flatnet propagation benchmark${QUICK ? ' (QUICK)' : ''}`, rows, checks, layout: { rule: 80, goal: 12, measured: 12, checksRule: 36 } })
 const round = (x) => (typeof x === 'number' ? (Number.isFinite(x) ? Math.round(x * 10) / 10 : null) : x)
 console.log(
   JSON.stringify(
@@ -127,9 +117,9 @@ console.log(
       loadAverage: { before: loadBefore, after: loadAfter },
       lab,
       agents,
-      targets: Object.fromEntries(checks.map(([name, , , ok]) => [name, ok ? 'PASS' : 'MISS'])),
+      targets: targetsOf(checks),
     },
     (_, v) => round(v),
   ),
 )
-process.exitCode = checks.some((c) => !c[3]) ? 1 : 0
+process.exitCode = allTargetsMet(checks) ? 0 : 1

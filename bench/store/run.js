@@ -12,27 +12,29 @@
 //
 // Usage: node bench/store/run.js [--quick] [--no-aof] [--watchers N] [--applies N] [--interval MS]
 //        (`npm run bench:store` builds first.) Exits 1 when a target is missed, 2 when it fails.
-import { spawn } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { loadObjects } from '../../packages/policy/dist/src/index.js'
 import { applyObjects, connectRedis, FlatnetStore, Ipam } from '../../packages/store/dist/src/index.js'
-import { command, freePort } from '../../packages/store/dist/test/redis-harness.js'
-import { cpuSample, cpuShare, openFileLimits, rssOf, sleep, stats, wallNow } from './common.js'
-import { policyManifests, yamlTexts } from './manifests.js'
+import { readArgs } from '../lib/args.js'
+import { BenchError, installExitHandlers, ownDir, ownedPids, removeDir } from '../lib/cleanup.js'
+import { sleep, wallNow } from '../lib/clock.js'
+import { log } from '../lib/log.js'
+import { yamlTexts } from '../lib/manifests.js'
+import { cpuSample, cpuShare, openFileLimits, rssOf } from '../lib/proc.js'
+import { spawnWorker, stopProcess } from '../lib/processes.js'
+import { startRedis } from '../lib/redis.js'
+import { allTargetsMet, printReport, targetsOf } from '../lib/report.js'
+import { stats } from '../lib/stats.js'
+import { policyManifests } from './manifests.js'
 
 const HERE = dirname(fileURLToPath(import.meta.url))
 
 // ---------------------------------------------------------------- options
 
-const argv = process.argv.slice(2)
-const flag = (name) => argv.includes(name)
-const option = (name, fallback) => {
-  const i = argv.indexOf(name)
-  return i === -1 ? fallback : Number(argv[i + 1])
-}
+const { flag, option } = readArgs()
 const QUICK = flag('--quick')
 const AOF = !flag('--no-aof')
 const CLIENTS = 4
@@ -54,118 +56,10 @@ const TOTAL_LIMIT_MS = 300_000
 
 const TARGETS = { fanoutP99Ms: 100, applyPerSecond: 2000 }
 
-const log = (line) => process.stderr.write(`${line}\n`)
-
 // ---------------------------------------------------------------- processes (all ours, all by pid)
 
-const ourPids = new Set()
-let redisDir
-function killEverything() {
-  for (const pid of ourPids) {
-    try {
-      process.kill(pid, 'SIGKILL')
-    } catch {
-      // already gone
-    }
-  }
-  ourPids.clear()
-  if (redisDir) rmSync(redisDir, { recursive: true, force: true })
-}
-process.on('exit', killEverything)
-for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-  process.once(signal, () => {
-    killEverything()
-    process.kill(process.pid, signal)
-  })
-}
-/** A failure the message explains: reported without a stack. */
-class BenchError extends Error {}
-// The exit handler cleans up whatever was running.
-process.on('uncaughtException', (err) => {
-  log(`store benchmark failed: ${err instanceof BenchError ? err.message : (err?.stack ?? err)}`)
-  process.exit(2)
-})
-setTimeout(() => {
-  log(`store benchmark still running after ${TOTAL_LIMIT_MS / 1000} s: giving up`)
-  process.exit(2)
-}, TOTAL_LIMIT_MS).unref()
-
-function waitExit(child, ms) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true)
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), ms)
-    child.once('exit', () => {
-      clearTimeout(timer)
-      resolve(true)
-    })
-  })
-}
-
-async function stopProcess(child, signal = 'SIGTERM', ms = 5_000) {
-  if (child.exitCode === null && child.signalCode === null) {
-    child.kill(signal)
-    if (!(await waitExit(child, ms))) {
-      child.kill('SIGKILL')
-      await waitExit(child, ms)
-    }
-  }
-  ourPids.delete(child.pid)
-}
-
-/** A worker.js child and its messages, each awaited by type with a time limit. */
-function spawnWorker(role) {
-  const child = spawn(process.execPath, [join(HERE, 'worker.js'), role], { stdio: ['ignore', 2, 2, 'ipc'] })
-  ourPids.add(child.pid)
-  const queue = []
-  const waiters = []
-  let failure
-  const fail = (err) => {
-    failure ??= err
-    for (const w of waiters.splice(0)) w.reject(failure)
-  }
-  child.on('message', (m) => {
-    if (m.type === 'error') return fail(new BenchError(m.message))
-    const i = waiters.findIndex((w) => w.type === m.type)
-    if (i >= 0) waiters.splice(i, 1)[0].resolve(m)
-    else queue.push(m)
-  })
-  child.on('exit', (code, signal) => {
-    ourPids.delete(child.pid)
-    fail(new BenchError(`${role} worker pid ${child.pid} exited (${code ?? signal})`))
-  })
-  child.on('error', (err) => fail(err))
-  const worker = {
-    role,
-    pid: child.pid,
-    child,
-    offset: 0,
-    send: (m) => child.send(m),
-    next(type, ms) {
-      const i = queue.findIndex((m) => m.type === type)
-      if (i >= 0) return Promise.resolve(queue.splice(i, 1)[0])
-      if (failure) return Promise.reject(failure)
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          const at = waiters.indexOf(w)
-          if (at >= 0) waiters.splice(at, 1)
-          reject(new BenchError(`${role} worker pid ${child.pid}: no "${type}" within ${ms} ms`))
-        }, ms)
-        const w = {
-          type,
-          resolve: (m) => (clearTimeout(timer), resolve(m)),
-          reject: (e) => (clearTimeout(timer), reject(e)),
-        }
-        waiters.push(w)
-      })
-    },
-    async stop() {
-      if (child.connected) child.send({ type: 'exit' })
-      if (!(await waitExit(child, 3_000))) await stopProcess(child, 'SIGKILL')
-      ourPids.delete(child.pid)
-    },
-  }
-  return worker
-}
+// Redis, the workers and the temp dir are removed on every way out, also after a failure.
+installExitHandlers(TOTAL_LIMIT_MS, 'store benchmark')
 
 /**
  * How far a worker's clock is ahead of ours, from the ping with the shortest round trip; the
@@ -185,55 +79,10 @@ async function measureOffset(w) {
 }
 
 async function startWorkers(role, n) {
-  const workers = Array.from({ length: n }, () => spawnWorker(role))
+  const workers = Array.from({ length: n }, () => spawnWorker(join(HERE, 'worker.js'), [role], `${role} worker`))
   await Promise.all(workers.map((w) => w.next('hello', 15_000)))
   const clocks = await Promise.all(workers.map(measureOffset))
   return { workers, clocks }
-}
-
-// ---------------------------------------------------------------- redis
-
-function info(text) {
-  return Object.fromEntries(
-    (text ?? '')
-      .split(/\r?\n/)
-      .filter((l) => l.includes(':') && !l.startsWith('#'))
-      .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1)]),
-  )
-}
-
-async function startRedis(maxClients) {
-  redisDir = mkdtempSync(join(tmpdir(), 'flatnet-bench-store-'))
-  const logFile = join(redisDir, 'redis.log')
-  for (let attempt = 1; attempt <= 3; attempt++) {
-    const port = await freePort()
-    // Durability as the embedded server runs it (AOF, fsync every second), unless --no-aof.
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--daemonize', 'no', '--dir', redisDir, '--logfile', logFile, '--save', '', '--maxclients', String(maxClients)]
-    args.push(...(AOF ? ['--appendonly', 'yes', '--appendfsync', 'everysec'] : ['--appendonly', 'no']))
-    const child = spawn('redis-server', args, { stdio: 'ignore' })
-    child.once('error', () => {})
-    child.once('exit', () => ourPids.delete(child.pid))
-    if (child.pid === undefined) throw new BenchError('cannot run redis-server: is it installed? (npm run setup installs it)')
-    ourPids.add(child.pid)
-    const deadline = Date.now() + 5_000
-    while (child.exitCode === null && Date.now() < deadline) {
-      if ((await command({ port }, ['PING'], 500)) === '+PONG') {
-        const server = info(await command({ port }, ['INFO', 'server'], 1_000))
-        return { child, pid: child.pid, port, url: `redis://127.0.0.1:${port}`, version: server.redis_version }
-      }
-      await sleep(50)
-    }
-    await stopProcess(child, 'SIGKILL')
-    let tail = ''
-    try {
-      tail = readFileSync(logFile, 'utf8').split('\n').slice(-10).join('\n')
-    } catch {
-      // no log yet
-    }
-    if (attempt < 3 && /address already in use/i.test(tail)) continue
-    throw new BenchError(`redis-server on port ${port} did not answer PING within 5 s:\n${tail}`)
-  }
-  throw new BenchError('redis-server could not be started')
 }
 
 // ---------------------------------------------------------------- run
@@ -241,7 +90,7 @@ async function startRedis(maxClients) {
 const started = wallNow()
 const loadBefore = loadavg()
 const cpuCount = cpus().length
-const cpuNow = () => cpuSample([...ourPids])
+const cpuNow = () => cpuSample(ownedPids())
 const cpuUse = {}
 const cpuAtStart = cpuNow()
 // Node raises its soft limit on open files to the hard limit at start, and its children and
@@ -252,19 +101,36 @@ const neededFds = WATCHERS * 2 + 256
 log(`store benchmark: ${cpuCount} CPUs, load average ${loadBefore.map((x) => x.toFixed(2)).join(' ')}, open files soft ${fdLimits.soft} / hard ${fdLimits.hard}`)
 if (fdLimits.soft < neededFds) throw new BenchError(`${WATCHERS} watchers need ~${neededFds} open files, the limit is ${fdLimits.soft}: raise it (ulimit -n) or pass --watchers`)
 
-const redis = await startRedis(Math.max(10_000, neededFds))
-const redisInfo = async (section) => info(await command({ port: redis.port }, ['INFO', section], 2_000))
+const workDir = ownDir(mkdtempSync(join(tmpdir(), 'flatnet-bench-store-')))
+// Durability as the embedded server runs it (AOF, fsync every second), unless --no-aof.
+const redis = await startRedis(workDir, { maxClients: Math.max(10_000, neededFds), listen: 'tcp', aof: AOF })
+const redisInfo = redis.info
 /** CPU time redis-server has used so far (all its threads), in microseconds. */
-const redisCpu = async () => {
-  const c = await redisInfo('cpu')
-  return (Number(c.used_cpu_user) + Number(c.used_cpu_sys)) * 1e6
-}
-const maxClients = Number((await command({ port: redis.port }, ['CONFIG', 'GET', 'maxclients'], 1_000))?.split('\n')[1])
+const redisCpu = async () => (await redis.cpuSeconds()) * 1e6
+const maxClients = Number((await redis.command(['CONFIG', 'GET', 'maxclients'], 1_000))?.split('\n')[1])
 log(`redis-server ${redis.version} pid ${redis.pid} on ${redis.url}, ${AOF ? 'AOF everysec' : 'no persistence'}, maxclients ${maxClients}`)
 if (maxClients < neededFds - 200) throw new BenchError(`redis accepts only ${maxClients} clients; ${WATCHERS} watchers need ${WATCHERS * 2}: raise the open-files limit (ulimit -n) or pass --watchers`)
 
 const parentStore = (cluster) => new FlatnetStore({ redis: connectRedis(redis.url, { commandTimeoutMs: 10_000 }), where: redis.url }, { cluster, commandTimeoutMs: 10_000 })
 const rss = { redis: {}, workers: {} }
+
+/**
+ * One timed run of `workers`: each gets its `prepare(i)` message, then all start at one instant
+ * (each by its own clock) on {type: runType}. Their reports, the span from the first start to
+ * the last end on our clock, and the CPU time Redis used meanwhile (us).
+ */
+async function runTogether(workers, prepare, runType) {
+  workers.forEach((w, i) => w.send(prepare(i)))
+  await Promise.all(workers.map((w) => w.next('prepared', 60_000)))
+  const redisCpu0 = await redisCpu()
+  const at = wallNow() + 200
+  for (const w of workers) w.send({ type: runType, at: at + w.offset })
+  const done = await Promise.all(workers.map((w) => w.next('done', 120_000)))
+  const redisCpuMicros = (await redisCpu()) - redisCpu0
+  const start = Math.min(...done.map((d, i) => d.startWall - workers[i].offset))
+  const end = Math.max(...done.map((d, i) => d.endWall - workers[i].offset))
+  return { done, seconds: (end - start) / 1000, redisCpuMicros }
+}
 
 // ---------------------------------------------------------------- (1) apply throughput
 
@@ -277,17 +143,8 @@ for (const mode of ['apply', 'write']) {
     for (const clients of [1, CLIENTS]) {
       const count = batch === 1 ? SINGLE_COUNT : BATCH_COUNT
       const workers = applyPool.workers.slice(0, clients)
-      workers.forEach((w, i) =>
-        w.send({ type: 'apply-prepare', url: redis.url, cluster: 'bench', prefix: `${mode}-b${batch}-k${clients}-c${i}`, count, batch, mode, warmup: QUICK ? 300 : 1000 }),
-      )
-      await Promise.all(workers.map((w) => w.next('prepared', 60_000)))
-      const redisCpu0 = await redisCpu()
-      const at = wallNow() + 200
-      for (const w of workers) w.send({ type: 'apply-run', at: at + w.offset })
-      const done = await Promise.all(workers.map((w) => w.next('done', 120_000)))
-      const redisCpuMicros = (await redisCpu()) - redisCpu0
-      const start = Math.min(...done.map((d, i) => d.startWall - workers[i].offset))
-      const end = Math.max(...done.map((d, i) => d.endWall - workers[i].offset))
+      const prepare = (i) => ({ type: 'apply-prepare', url: redis.url, cluster: 'bench', prefix: `${mode}-b${batch}-k${clients}-c${i}`, count, batch, mode, warmup: QUICK ? 300 : 1000 })
+      const { done, seconds, redisCpuMicros } = await runTogether(workers, prepare, 'apply-run')
       const policies = done.reduce((s, d) => s + d.policies, 0)
       const created = done.reduce((s, d) => s + d.created, 0)
       if (created !== policies) throw new BenchError(`${mode} x${clients} batch ${batch}: ${created} of ${policies} policies created`)
@@ -297,8 +154,8 @@ for (const mode of ['apply', 'write']) {
         clients,
         policies,
         applies: done.reduce((s, d) => s + d.applies, 0),
-        seconds: (end - start) / 1000,
-        perSecond: policies / ((end - start) / 1000),
+        seconds,
+        perSecond: policies / seconds,
         latency: stats(done.flatMap((d) => d.latencies)),
         clientCpuUsPerPolicy: done.reduce((s, d) => s + d.cpuMicros, 0) / policies,
         loadObjectsUsPerPolicy: (done.reduce((s, d) => s + d.loadMs, 0) * 1000) / policies,
@@ -314,7 +171,7 @@ await Promise.all(applyPool.workers.map((w) => w.stop()))
 cpuUse.apply = cpuShare(cpu0, cpuNow(), cpuCount)
 rss.redis.afterApply = rssOf(redis.pid)
 const memAfterApply = await redisInfo('memory')
-const keyspaceAfterApply = Number((await command({ port: redis.port }, ['HLEN', 'flatnet:{bench}:obj:NetworkPolicy'], 2_000))?.replace(/^:/, ''))
+const keyspaceAfterApply = Number((await redis.command(['HLEN', 'flatnet:{bench}:obj:NetworkPolicy'], 2_000))?.replace(/^:/, ''))
 
 // ---------------------------------------------------------------- (2) fan-out
 
@@ -411,17 +268,8 @@ await ipam.ensurePool(IPAM_POOL)
 const ipamPool = await startWorkers('ipam', IPAM_PROCS)
 const allIps = []
 async function ipamRun(workers, nodes, label) {
-  workers.forEach((w, i) =>
-    w.send({ type: 'ipam-prepare', url: redis.url, cluster: 'ipam', pool: IPAM_POOL.name, nodes, count: IPAM_COUNT, handlePrefix: `${label}-${i}`, warmup: IPAM_WARMUP }),
-  )
-  await Promise.all(workers.map((w) => w.next('prepared', 60_000)))
-  const redisCpu0 = await redisCpu()
-  const at = wallNow() + 200
-  for (const w of workers) w.send({ type: 'ipam-run', at: at + w.offset })
-  const done = await Promise.all(workers.map((w) => w.next('done', 120_000)))
-  const redisCpuMicros = (await redisCpu()) - redisCpu0
-  const start = Math.min(...done.map((d, i) => d.startWall - workers[i].offset))
-  const end = Math.max(...done.map((d, i) => d.endWall - workers[i].offset))
+  const prepare = (i) => ({ type: 'ipam-prepare', url: redis.url, cluster: 'ipam', pool: IPAM_POOL.name, nodes, count: IPAM_COUNT, handlePrefix: `${label}-${i}`, warmup: IPAM_WARMUP })
+  const { done, seconds, redisCpuMicros } = await runTogether(workers, prepare, 'ipam-run')
   for (const d of done) allIps.push(...d.ips)
   done.forEach((d, i) => (rss.workers[`ipam-${i}`] = Math.max(rss.workers[`ipam-${i}`] ?? 0, d.rss)))
   const allocations = done.reduce((s, d) => s + d.allocations, 0)
@@ -429,8 +277,8 @@ async function ipamRun(workers, nodes, label) {
     processes: workers.length,
     nodes: nodes.length,
     allocations,
-    seconds: (end - start) / 1000,
-    perSecond: allocations / ((end - start) / 1000),
+    seconds,
+    perSecond: allocations / seconds,
     latency: stats(done.flatMap((d) => d.latencies)),
     clientCpuUsPerAllocation: done.reduce((s, d) => s + d.cpuMicros, 0) / allocations,
     redisCpuUsPerAllocation: redisCpuMicros / allocations,
@@ -457,8 +305,7 @@ const memEnd = await redisInfo('memory')
 const statsEnd = await redisInfo('stats')
 rss.parent = process.memoryUsage().rss
 await stopProcess(redis.child, 'SIGTERM', 10_000)
-rmSync(redisDir, { recursive: true, force: true })
-redisDir = undefined
+removeDir(workDir)
 const loadAfter = loadavg()
 cpuUse.total = cpuShare(cpuAtStart, cpuNow(), cpuCount)
 const totalSeconds = (wallNow() - started) / 1000
@@ -521,16 +368,7 @@ const checks = [
   ['IPAM addresses all distinct', 'yes', ipamCheck.ok ? 'yes' : 'no', ipamCheck.ok],
 ]
 
-const width = Math.max(...rows.map((r) => r[0].length), ...checks.map((c) => c[0].length))
-console.log('')
-console.log(`flatnet store benchmark${QUICK ? ' (QUICK)' : ''}`)
-console.log('-'.repeat(width + 80))
-for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`)
-console.log('')
-console.log(`${'target'.padEnd(width)}  ${'goal'.padEnd(14)}${'measured'.padEnd(14)}result`)
-console.log('-'.repeat(width + 40))
-for (const [name, goal, measured, ok] of checks) console.log(`${name.padEnd(width)}  ${goal.padEnd(14)}${measured.padEnd(14)}${ok ? 'PASS' : 'MISS'}`)
-console.log('')
+printReport({ title: `flatnet store benchmark${QUICK ? ' (QUICK)' : ''}`, rows, checks, layout: { rule: 80, goal: 14, measured: 14, checksRule: 40 } })
 
 const round = (x) => (Number.isFinite(x) ? Math.round(x * 1000) / 1000 : null)
 const ipamJson = (r) => ({
@@ -597,8 +435,8 @@ console.log(
     redisUsedMemoryBytes: { afterApply: Number(memAfterApply.used_memory), end: Number(memEnd.used_memory) },
     redisForks: Number(statsEnd.total_forks),
     totalSeconds: round(totalSeconds),
-    targets: Object.fromEntries(checks.map(([name, , , ok]) => [name, ok ? 'PASS' : 'MISS'])),
+    targets: targetsOf(checks),
   }),
 )
-process.exitCode = checks.some((c) => !c[3]) ? 1 : 0
+process.exitCode = allTargetsMet(checks) ? 0 : 1
 process.exit()

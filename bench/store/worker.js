@@ -7,8 +7,10 @@
 import { performance } from 'node:perf_hooks'
 import { loadObjects } from '../../packages/policy/dist/src/index.js'
 import { applyObjects, connectRedis, FlatnetStore, Ipam, refOf, storedManifest } from '../../packages/store/dist/src/index.js'
-import { rssOf, sleep, wallNow } from './common.js'
-import { policyManifests, yamlTexts } from './manifests.js'
+import { sleep, wallNow } from '../lib/clock.js'
+import { yamlTexts } from '../lib/manifests.js'
+import { rssOf } from '../lib/proc.js'
+import { policyManifests } from './manifests.js'
 
 const role = process.argv[2]
 const LIFETIME_MS = 240_000
@@ -202,7 +204,8 @@ process.on('message', (msg) => {
       return handler(msg)
     })
     .catch((err) => {
-      send({ type: 'error', message: `${role} worker pid ${process.pid}: ${err?.stack ?? err}` })
+      // The parent names the worker (role and pid) when it reports this.
+      send({ type: 'error', message: `${err?.stack ?? err}` })
       setTimeout(() => process.exit(1), 100)
     })
 })

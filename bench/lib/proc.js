@@ -1,27 +1,36 @@
-// Helpers shared by the benchmark's parent and its child processes.
+// CPU and memory of processes and of the whole machine, read from /proc.
 import { readFileSync } from 'node:fs'
-import { performance } from 'node:perf_hooks'
 
-/**
- * Wall-clock milliseconds with sub-millisecond resolution. Date.now() alone has 1 ms steps,
- * too coarse for deliveries that take a few ms; timeOrigin is the same wall clock in every
- * process, and the parent also measures each child's offset (see clockOffset in run.js).
- */
-export const wallNow = () => performance.timeOrigin + performance.now()
+const TICKS = 100
 
-export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-
-/** Percentiles by nearest rank, which never invents a value that was not measured. */
-export function stats(samples) {
-  if (samples.length === 0) return { n: 0, min: NaN, p50: NaN, p99: NaN, max: NaN, mean: NaN }
-  const s = Float64Array.from(samples).sort()
-  const q = (f) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(f * s.length) - 1))]
-  let sum = 0
-  for (const x of s) sum += x
-  return { n: s.length, min: s[0], p50: q(0.5), p99: q(0.99), max: s[s.length - 1], mean: sum / s.length }
+/** The fields of /proc/<pid>/stat after the command name (f[11], f[12]: utime, stime); undefined once it is gone. */
+function statFields(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number)
+  } catch {
+    return undefined
+  }
 }
 
-/** Resident set size of any process of ours, from /proc; undefined once it is gone. */
+/** CPU seconds (user + system) a process has used so far; undefined once it is gone. */
+export function cpuSecondsOf(pid) {
+  const f = statFields(pid)
+  return f && (f[11] + f[12]) / TICKS
+}
+
+/** Peak resident set (VmHWM) and current one (VmRSS) of a process, in bytes. */
+export function memoryOf(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/status`, 'utf8')
+    const kb = (name) => Number(new RegExp(`^${name}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? NaN) * 1024
+    return { peak: kb('VmHWM'), now: kb('VmRSS') }
+  } catch {
+    return { peak: NaN, now: NaN }
+  }
+}
+
+/** Resident set size of a process, in bytes; undefined once it is gone. */
 export function rssOf(pid) {
   try {
     const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
@@ -54,14 +63,10 @@ export function cpuSample(pids) {
   const busy = total - fields[3] - fields[4]
   let ours = 0
   for (const pid of [process.pid, ...pids]) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number)
-      // utime, stime; and for ourselves also cutime, cstime (children already reaped).
-      ours += f[11] + f[12] + (pid === process.pid ? f[13] + f[14] : 0)
-    } catch {
-      // gone: its time is in our cutime once reaped
-    }
+    const f = statFields(pid)
+    // utime, stime; and for ourselves also cutime, cstime (children already reaped). A process
+    // that is gone has its time in our cutime once reaped.
+    if (f) ours += f[11] + f[12] + (pid === process.pid ? f[13] + f[14] : 0)
   }
   return { total, busy, ours, steal: fields[7] }
 }
