@@ -1,4 +1,4 @@
-// Every error code flatnet defines (each `readonly code = 'ERR_...'` in the sources) is
+// Every error code flatnet defines (each `readonly code = 'ERR_...'` or `...ErrorClass('ERR_...'` in the sources) is
 // documented in docs/errors.md, and the doc lists no code that does not exist.
 import assert from 'node:assert/strict'
 import { readdirSync, readFileSync } from 'node:fs'
@@ -7,6 +7,9 @@ import { it } from 'node:test'
 import { ERROR_CODES } from '../packages/core/dist/src/index.js'
 
 const root = new URL('..', import.meta.url).pathname
+// Where a code is defined: a class field `readonly code = 'ERR_...'`, or the call of an error-class
+// factory named `...ErrorClass('ERR_...', ...)` (e.g. cniErrorClass in packages/cni/src/cni-errors.ts).
+const CODE_DEFINITION = /(?:readonly code = |ErrorClass\()'(ERR_[A-Z_]+)'/g
 
 function sources(dir) {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
@@ -23,7 +26,7 @@ function definedCodes() {
     } catch {
       continue
     }
-    for (const f of files) for (const m of readFileSync(f, 'utf8').matchAll(/readonly code = '(ERR_[A-Z_]+)'/g)) codes.add(m[1])
+    for (const f of files) for (const m of readFileSync(f, 'utf8').matchAll(CODE_DEFINITION)) codes.add(m[1])
   }
   return [...codes].sort()
 }
@@ -35,6 +38,6 @@ it('docs/errors.md lists exactly the error codes the code defines', () => {
 })
 
 it('core lists every code it defines', () => {
-  const core = sources(join(root, 'packages', 'core', 'src')).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(/readonly code = '(ERR_[A-Z_]+)'/g)].map((m) => m[1]))
+  const core = sources(join(root, 'packages', 'core', 'src')).flatMap((f) => [...readFileSync(f, 'utf8').matchAll(CODE_DEFINITION)].map((m) => m[1]))
   assert.deepEqual([...ERROR_CODES].sort(), core.sort())
 })

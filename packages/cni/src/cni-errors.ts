@@ -45,41 +45,55 @@ export abstract class CniError extends FlatnetError {
   }
 }
 
-/** The config's cniVersion is not one the plugin speaks, or too old for the command. */
-export class CniVersionError extends CniError {
-  readonly code = 'ERR_CNI_VERSION'
-  readonly cniCode = CNI_CODES.incompatibleVersion
+/** An error of a condition made by cniErrorClass: its `code` is the literal the class was made with. */
+interface CniConditionError<Code extends string> extends CniError {
+  readonly code: Code
+  readonly cniCode: number
 }
+
+/** The class cniErrorClass returns; abstract, so that only a named class per condition is thrown. */
+type CniConditionErrorClass<Code extends string> = abstract new (message: string, details?: string) => CniConditionError<Code>
+
+/**
+ * The shared base of a condition whose CNI code does not depend on the call. It is abstract:
+ * each condition extends it with a class of its own, so that `instanceof` tells the conditions
+ * apart and `util.inspect` names the class. The `code` passed here is the condition's stable
+ * code (docs/errors.md lists it; test/error-codes.test.mjs finds it by `ErrorClass('ERR_`).
+ */
+function cniErrorClass<const Code extends `ERR_CNI_${string}`>(code: Code, cniCode: number): CniConditionErrorClass<Code> {
+  abstract class CniCondition extends CniError {
+    readonly code = code
+    readonly cniCode = cniCode
+  }
+  return CniCondition
+}
+
+/** The config's cniVersion is not one the plugin speaks, or too old for the command. */
+export class CniVersionError extends cniErrorClass('ERR_CNI_VERSION', CNI_CODES.incompatibleVersion) {}
 
 /** The network config has a field the plugin does not support (the message names key and value). */
-export class CniUnsupportedFieldError extends CniError {
-  readonly code = 'ERR_CNI_UNSUPPORTED_FIELD'
-  readonly cniCode = CNI_CODES.unsupportedField
-}
+export class CniUnsupportedFieldError extends cniErrorClass('ERR_CNI_UNSUPPORTED_FIELD', CNI_CODES.unsupportedField) {}
 
 /** A CNI_* environment variable is missing, invalid, or CNI_COMMAND is unknown (the message names it). */
-export class CniEnvironmentError extends CniError {
-  readonly code = 'ERR_CNI_ENVIRONMENT'
-  readonly cniCode = CNI_CODES.invalidEnvironment
-}
+export class CniEnvironmentError extends cniErrorClass('ERR_CNI_ENVIRONMENT', CNI_CODES.invalidEnvironment) {}
 
 /** Standard input could not be read: an error, no end within the time limit, or more than the size limit. */
-export class CniInputError extends CniError {
-  readonly code = 'ERR_CNI_INPUT'
-  readonly cniCode = CNI_CODES.ioFailure
-}
+export class CniInputError extends cniErrorClass('ERR_CNI_INPUT', CNI_CODES.ioFailure) {}
 
 /** Standard input is not a JSON object (garbage, truncated, empty). */
-export class CniDecodeError extends CniError {
-  readonly code = 'ERR_CNI_DECODE'
-  readonly cniCode = CNI_CODES.decodeFailure
-}
+export class CniDecodeError extends cniErrorClass('ERR_CNI_DECODE', CNI_CODES.decodeFailure) {}
 
 /** The network config is JSON but wrong: a missing or malformed field (the message names it). */
-export class CniConfigError extends CniError {
-  readonly code = 'ERR_CNI_CONFIG'
-  readonly cniCode = CNI_CODES.invalidConfig
-}
+export class CniConfigError extends cniErrorClass('ERR_CNI_CONFIG', CNI_CODES.invalidConfig) {}
+
+/** STATUS: the agent runs but cannot serve ADD yet (not joined, not admitted, nothing applied). */
+export class CniNotReadyError extends cniErrorClass('ERR_CNI_NOT_READY', CNI_CODES.notAvailable) {}
+
+/** CHECK found the attachment missing or broken: interface, address, route, rule, endpoint. */
+export class CniCheckFailedError extends cniErrorClass('ERR_CNI_CHECK_FAILED', CNI_CODES.checkFailed) {}
+
+/** GC could not remove every stale attachment; the details list each failure. */
+export class CniGcFailedError extends cniErrorClass('ERR_CNI_GC_FAILED', CNI_CODES.gcFailed) {}
 
 /** The agent's socket cannot be reached (not running, no permission, no answer in time). */
 export class CniAgentUnreachableError extends CniError {
@@ -104,24 +118,6 @@ export class CniAgentAnswerError extends CniError {
     super(message, details)
     this.cniCode = cniCodeOfAgentError(agentCode)
   }
-}
-
-/** STATUS: the agent runs but cannot serve ADD yet (not joined, not admitted, nothing applied). */
-export class CniNotReadyError extends CniError {
-  readonly code = 'ERR_CNI_NOT_READY'
-  readonly cniCode = CNI_CODES.notAvailable
-}
-
-/** CHECK found the attachment missing or broken: interface, address, route, rule, endpoint. */
-export class CniCheckFailedError extends CniError {
-  readonly code = 'ERR_CNI_CHECK_FAILED'
-  readonly cniCode = CNI_CODES.checkFailed
-}
-
-/** GC could not remove every stale attachment; the details list each failure. */
-export class CniGcFailedError extends CniError {
-  readonly code = 'ERR_CNI_GC_FAILED'
-  readonly cniCode = CNI_CODES.gcFailed
 }
 
 /** What the agent's error codes mean to a runtime. */
