@@ -96,7 +96,8 @@
 /* One TUN read with offloads: the virtio_net_hdr, then up to a 64 KiB TSO super-packet. */
 #define TSO_BUF_SIZE (VNET_HDR_LEN + 65535 + 1)
 
-enum { KIND_TUN = 1, KIND_UDP = 2 };
+/* KIND_ANY: what an entry point that takes either kind asks for. */
+enum { KIND_ANY = 0, KIND_TUN = 1, KIND_UDP = 2 };
 
 typedef struct {
   double rx_packets, rx_bytes, rx_batches, rx_errors, rx_truncated;
@@ -274,6 +275,21 @@ static handle_t* get_handle(napi_env env, napi_value v) {
   return h->magic == HANDLE_MAGIC ? h : NULL;
 }
 
+/*
+ * The `want` arguments of an entry point whose first is a handle of `kind`; NULL, with the
+ * exception thrown, when there is no such handle.
+ */
+static handle_t* handle_args(napi_env env, napi_callback_info info, size_t want, napi_value* argv, int kind) {
+  if (!get_args(env, info, want, argv)) {
+    throw_last(env);
+    return NULL;
+  }
+  handle_t* h = get_handle(env, argv[0]);
+  if (h && (kind == KIND_ANY || h->kind == kind)) return h;
+  throw_arg(env, kind == KIND_TUN ? "not a TUN handle" : kind == KIND_UDP ? "not a UDP handle" : "not a device handle");
+  return NULL;
+}
+
 static napi_value num(napi_env env, double d) {
   napi_value v;
   napi_create_double(env, d, &v);
@@ -286,7 +302,7 @@ static void set_num(napi_env env, napi_value obj, const char* key, double d) {
 
 /* ---------- handle lifetime ---------- */
 
-static void free_scratch(handle_t* h) {
+static void free_receive_scratch(handle_t* h) {
   free(h->rmsgs);
   free(h->riov);
   free(h->rnames);
@@ -296,6 +312,23 @@ static void free_scratch(handle_t* h) {
   h->rnames = NULL;
   h->rctl = NULL;
   h->rcap = 0;
+}
+
+/* UDP receive scratch for `batch` messages, kept for later readers; 0 when out of memory. */
+static int reserve_receive_scratch(handle_t* h, uint32_t batch) {
+  if (h->rcap >= batch) return 1;
+  free_receive_scratch(h);
+  h->rmsgs = calloc(batch, sizeof *h->rmsgs);
+  h->riov = calloc(batch, sizeof *h->riov);
+  h->rnames = calloc(batch, sizeof *h->rnames);
+  h->rctl = calloc(batch, CTL_RECV_SIZE);
+  if (!h->rmsgs || !h->riov || !h->rnames || !h->rctl) return 0;
+  h->rcap = batch;
+  return 1;
+}
+
+static void free_scratch(handle_t* h) {
+  free_receive_scratch(h);
   free(h->smsgs);
   free(h->siov);
   free(h->snames);
@@ -406,15 +439,32 @@ static napi_value wrap_handle(napi_env env, handle_t* h) {
   return ext;
 }
 
+/* A handle owning `fd`; NULL when out of memory, with `fd` closed and the error thrown. */
 static handle_t* new_handle(napi_env env, int kind, int fd) {
   handle_t* h = calloc(1, sizeof *h);
-  if (!h) return NULL;
+  if (!h) {
+    close(fd);
+    throw_sys(env, ENOMEM, "malloc", "out of memory");
+    return NULL;
+  }
   h->magic = HANDLE_MAGIC;
   h->kind = kind;
   h->fd = fd;
   h->env = env;
   h->refed = 1;
   return h;
+}
+
+/* ---------- packet-path failures: counted, never thrown ---------- */
+
+static inline void rx_failed(handle_t* h, int err) {
+  h->st.rx_errors++;
+  h->st.last_rx_errno = err;
+}
+
+static inline void tx_failed(handle_t* h, int err) {
+  h->st.tx_errors++;
+  h->st.last_tx_errno = err;
 }
 
 /* ---------- calling JavaScript from the poll callback ---------- */
@@ -448,6 +498,13 @@ static void report_and_stop(handle_t* h, int err) {
   h->release_pending = 1;
   call_js(h, -err);
   if (h->release_pending && !h->in_cb) release_reader_refs(h);
+}
+
+/* Hands a batch of n > 0 entries, already in the reader's buffers, to JavaScript. */
+static inline void deliver_batch(handle_t* h, uint32_t n) {
+  h->st.rx_packets += n;
+  h->st.rx_batches++;
+  call_js(h, (int32_t)n);
 }
 
 /* ---------- address records ---------- */
@@ -568,6 +625,13 @@ static int restart_poll(handle_t* h) {
   return r;
 }
 
+/* Packet n of a TUN reader's batch, at n * slot in its buffer, is in place: len bytes. */
+static inline void tun_slot_filled(handle_t* h, uint32_t n, uint32_t len) {
+  h->lens[n] = len;
+  if (h->offs) h->offs[n] = n * h->slot;
+  h->st.rx_bytes += len;
+}
+
 /* ---------- TUN offloads: checksums and TSO splitting ---------- */
 
 /* The Internet checksum, summed in host byte order (RFC 1071 §2(B)); fold and complement it last. */
@@ -652,8 +716,7 @@ static uint32_t tso_emit(handle_t* h, uint32_t n) {
   if (hl + mss > h->slot) {
     /* left over from a reader with bigger slots */
     h->tso_len = 0;
-    h->st.rx_errors++;
-    h->st.last_rx_errno = EMSGSIZE;
+    rx_failed(h, EMSGSIZE);
     return n;
   }
   int v4 = pkt[0] >> 4 == 4;
@@ -690,9 +753,7 @@ static uint32_t tso_emit(handle_t* h, uint32_t n) {
     sum += htons(IPPROTO_TCP) + htons((uint16_t)(total - th));
     uint16_t c = (uint16_t)~csum_fold(csum_add(sum, tcp, total - th));
     memcpy(tcp + 16, &c, 2);
-    h->lens[n] = total;
-    if (h->offs) h->offs[n] = n * h->slot;
-    h->st.rx_bytes += total;
+    tun_slot_filled(h, n, total);
   }
   h->tso_next = i;
   if (i == segs) h->tso_len = 0;
@@ -708,8 +769,7 @@ static uint32_t offload_packet(handle_t* h, uint32_t r, uint32_t n) {
   uint32_t len = r - VNET_HDR_LEN;
   if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) {
     if (!tso_valid(h, &vh, r)) {
-      h->st.rx_errors++;
-      h->st.last_rx_errno = EPROTO;
+      rx_failed(h, EPROTO);
       return n;
     }
     h->st.rx_tso_packets++;
@@ -721,8 +781,7 @@ static uint32_t offload_packet(handle_t* h, uint32_t r, uint32_t n) {
     /* The checksum field holds the pseudo-header sum; the rest is ours to add (skb_checksum_help). */
     uint32_t start = vh.csum_start, at = (uint32_t)vh.csum_start + vh.csum_offset;
     if (start > len || at + 2 > len) {
-      h->st.rx_errors++;
-      h->st.last_rx_errno = EPROTO;
+      rx_failed(h, EPROTO);
       return n;
     }
     uint16_t c = (uint16_t)~csum_fold(csum_add(0, pkt + start, len - start));
@@ -734,76 +793,62 @@ static uint32_t offload_packet(handle_t* h, uint32_t r, uint32_t n) {
     return n;
   }
   memcpy(h->buf + (size_t)n * h->slot, pkt, len);
-  h->lens[n] = len;
-  if (h->offs) h->offs[n] = n * h->slot;
-  h->st.rx_bytes += len;
+  tun_slot_filled(h, n, len);
   return n + 1;
 }
 
-static void drain_tun_offload(handle_t* h) {
-  uint32_t gen = h->gen;
+/* One read() into p, retried on EINTR; -1 when there is nothing more now, *err set if that is an error. */
+static inline ssize_t tun_read(handle_t* h, void* p, size_t len, int* err) {
   for (;;) {
-    uint32_t n = 0;
-    int err = 0;
-    while (n < h->batch) {
-      if (h->tso_len) {
-        n = tso_emit(h, n);
-        continue;
-      }
-      ssize_t r = read(h->fd, h->tso_buf, TSO_BUF_SIZE);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
-        break;
-      }
-      n = offload_packet(h, (uint32_t)r, n);
-    }
-    if (n > 0) {
-      h->st.rx_packets += n;
-      h->st.rx_batches++;
-      call_js(h, (int32_t)n);
-    }
-    if (err && h->reading && h->gen == gen) {
-      h->st.rx_errors++;
-      h->st.last_rx_errno = err;
-      if (err == EBADFD || err == EIO || err == EBADF) report_and_stop(h, err);
-      return;
-    }
-    /* Segments left over wait for no readiness event: deliver them now. */
-    if (!h->tso_len || !h->reading || h->gen != gen) return;
+    ssize_t r = read(h->fd, p, len);
+    if (r >= 0) return r;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) *err = errno;
+    return -1;
   }
 }
 
-static void drain_tun(handle_t* h) {
-  if (h->offload) {
-    drain_tun_offload(h);
-    return;
-  }
-  uint32_t gen = h->gen;
+/* Fills up to `batch` slots, one packet per read straight into its slot; returns the count. */
+static uint32_t tun_fill_plain(handle_t* h, int* err) {
   uint32_t n = 0;
-  int err = 0;
   while (n < h->batch) {
-    ssize_t r = read(h->fd, h->buf + (size_t)n * h->slot, h->slot);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
-      break;
-    }
-    h->lens[n] = (uint32_t)r;
-    if (h->offs) h->offs[n] = n * h->slot;
-    h->st.rx_bytes += (double)r;
+    ssize_t r = tun_read(h, h->buf + (size_t)n * h->slot, h->slot, err);
+    if (r < 0) break;
+    tun_slot_filled(h, n, (uint32_t)r);
     n++;
   }
-  if (n > 0) {
-    h->st.rx_packets += n;
-    h->st.rx_batches++;
-    call_js(h, (int32_t)n);
+  return n;
+}
+
+/* The same with offloads: each read goes through tso_buf and may fill many slots, or none. */
+static uint32_t tun_fill_offload(handle_t* h, int* err) {
+  uint32_t n = 0;
+  while (n < h->batch) {
+    if (h->tso_len) {
+      n = tso_emit(h, n);
+      continue;
+    }
+    ssize_t r = tun_read(h, h->tso_buf, TSO_BUF_SIZE, err);
+    if (r < 0) break;
+    n = offload_packet(h, (uint32_t)r, n);
   }
-  if (err && h->reading && h->gen == gen) {
-    h->st.rx_errors++;
-    h->st.last_rx_errno = err;
-    /* EBADFD/EIO: the interface was deleted or detached; nothing more will arrive. */
-    if (err == EBADFD || err == EIO || err == EBADF) report_and_stop(h, err);
+  return n;
+}
+
+static void drain_tun(handle_t* h) {
+  uint32_t gen = h->gen;
+  for (;;) {
+    int err = 0;
+    uint32_t n = h->offload ? tun_fill_offload(h, &err) : tun_fill_plain(h, &err);
+    if (n > 0) deliver_batch(h, n);
+    if (err && h->reading && h->gen == gen) {
+      rx_failed(h, err);
+      /* EBADFD/EIO: the interface was deleted or detached; nothing more will arrive. */
+      if (err == EBADFD || err == EIO || err == EBADF) report_and_stop(h, err);
+      return;
+    }
+    /* Segments of a super-packet left over (offloads only) wait for no readiness event: deliver them now. */
+    if (!h->tso_len || !h->reading || h->gen != gen) return;
   }
 }
 
@@ -857,8 +902,7 @@ static void drain_udp(handle_t* h) {
       udp_clear_errors(h);
       continue;
     }
-    h->st.rx_errors++;
-    h->st.last_rx_errno = err;
+    rx_failed(h, err);
     return;
   }
   h->fruitless_error_wakeups = 0;
@@ -885,8 +929,7 @@ static void drain_udp(handle_t* h) {
       uint32_t l = len - off < seg ? len - off : seg;
       if (out == h->out_cap) {
         /* more segments than the caller's arrays hold: hand over what is there and go on */
-        h->st.rx_batches++;
-        call_js(h, (int32_t)out);
+        deliver_batch(h, out);
         out = 0;
         if (!h->reading || h->gen != gen) return;
       }
@@ -894,52 +937,54 @@ static void drain_udp(handle_t* h) {
       h->lens[out] = l;
       memcpy(h->addrs + (size_t)out * ADDR_BYTES, rec, ADDR_BYTES);
       out++;
-      h->st.rx_packets++;
       h->st.rx_bytes += l;
       off += l;
     } while (off < len);
   }
-  if (out > 0 && h->reading && h->gen == gen) {
-    h->st.rx_batches++;
-    call_js(h, (int32_t)out);
-  }
+  if (out > 0 && h->reading && h->gen == gen) deliver_batch(h, out);
 }
 
+/*
+ * libuv stopped a socket's poll handle on EPOLLERR (status < 0): clear what raised it and keep
+ * listening. Returns 0 when the reader was stopped instead.
+ */
+static int udp_recover_poll(handle_t* h, int status) {
+  int cleared = udp_clear_errors(h);
+  h->st.poll_restarts++;
+  if (cleared == 0 && ++h->fruitless_error_wakeups > MAX_FRUITLESS_ERROR_WAKEUPS) {
+    report_and_stop(h, -status);
+    return 0;
+  }
+  if (cleared) h->fruitless_error_wakeups = 0;
+  int r = restart_poll(h);
+  if (r < 0) {
+    report_and_stop(h, -r);
+    return 0;
+  }
+  return 1;
+}
+
+/* One readiness wakeup of either kind of reader. */
 static void on_poll(uv_poll_t* p, int status, int events) {
   handle_t* h = p->data;
   if (!h->reading) return;
-  if (status < 0) {
-    if (h->kind == KIND_TUN) {
-      /* EPOLLERR on a TUN fd: the interface is gone */
+  if (h->kind == KIND_TUN) {
+    /* EPOLLERR on a TUN fd: the interface is gone */
+    if (status < 0)
       report_and_stop(h, EBADFD);
-      return;
-    }
-    /* libuv stopped the handle on EPOLLERR; clear what raised it and keep listening */
-    int cleared = udp_clear_errors(h);
-    h->st.poll_restarts++;
-    if (cleared == 0 && ++h->fruitless_error_wakeups > MAX_FRUITLESS_ERROR_WAKEUPS) {
-      report_and_stop(h, -status);
-      return;
-    }
-    if (cleared) h->fruitless_error_wakeups = 0;
-    int r = restart_poll(h);
-    if (r < 0) {
-      report_and_stop(h, -r);
-      return;
-    }
+    else
+      drain_tun(h);
+    return;
   }
-  if (h->kind == KIND_TUN)
-    drain_tun(h);
-  else
-    drain_udp(h);
+  if (status < 0 && !udp_recover_poll(h, status)) return;
+  drain_udp(h);
 }
 
 /* startRead(handle, callback, buffer, lengths, offsets|null, addrs|null, batch, slotSize) */
 static napi_value start_read(napi_env env, napi_callback_info info) {
   napi_value argv[8];
-  if (!get_args(env, info, 8, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 8, argv, KIND_ANY);
+  if (!h) return NULL;
   if (h->closed) return throw_sys(env, EBADF, "read", "the device is closed");
   if (h->reading) return throw_sys(env, EBUSY, "read", "the device is already being read");
   napi_valuetype t;
@@ -968,21 +1013,8 @@ static napi_value start_read(napi_env env, napi_callback_info info) {
     if (cap < batch) return throw_arg(env, "lengths (and offsets) must hold at least batch entries");
   }
 
-  if (h->kind == KIND_UDP && h->rcap < batch) {
-    free(h->rmsgs);
-    free(h->riov);
-    free(h->rnames);
-    free(h->rctl);
-    h->rmsgs = calloc(batch, sizeof *h->rmsgs);
-    h->riov = calloc(batch, sizeof *h->riov);
-    h->rnames = calloc(batch, sizeof *h->rnames);
-    h->rctl = calloc(batch, CTL_RECV_SIZE);
-    if (!h->rmsgs || !h->riov || !h->rnames || !h->rctl) {
-      h->rcap = 0;
-      return throw_sys(env, ENOMEM, "malloc", "out of memory for the receive batch");
-    }
-    h->rcap = batch;
-  }
+  if (h->kind == KIND_UDP && !reserve_receive_scratch(h, batch))
+    return throw_sys(env, ENOMEM, "malloc", "out of memory for the receive batch");
   /* replacing the handler from inside the callback: the old reader's refs go now */
   if (h->release_pending) release_reader_refs(h);
   if (!h->poll_inited) {
@@ -1025,18 +1057,16 @@ static napi_value start_read(napi_env env, napi_callback_info info) {
 
 static napi_value stop_read(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_ANY);
+  if (!h) return NULL;
   stop_reader(h, 1);
   return NULL;
 }
 
 static napi_value set_ref(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 2, argv, KIND_ANY);
+  if (!h) return NULL;
   h->refed = get_bool(env, argv[1]);
   if (h->poll_inited && !h->closed) {
     if (h->refed)
@@ -1049,26 +1079,23 @@ static napi_value set_ref(napi_env env, napi_callback_info info) {
 
 static napi_value close_fn(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_ANY);
+  if (!h) return NULL;
   close_handle(h, 1);
   return NULL;
 }
 
 static napi_value get_fd(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_ANY);
+  if (!h) return NULL;
   return num(env, h->fd);
 }
 
 static napi_value stats_fn(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h) return throw_arg(env, "not a device handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_ANY);
+  if (!h) return NULL;
   napi_value o;
   NAPI_OK(napi_create_object(env, &o));
   stats_t* s = &h->st;
@@ -1174,10 +1201,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
     return throw_sys(env, e, "ioctl(TUNSETIFF)", "cannot create TUN device %s: %s", shown, strerror(e));
   }
   handle_t* h = new_handle(env, KIND_TUN, fd);
-  if (!h) {
-    close(fd);
-    return throw_sys(env, ENOMEM, "malloc", "out of memory");
-  }
+  if (!h) return NULL;
   h->vnet_hdr = vnet;
   napi_value ext = wrap_handle(env, h);
   if (!ext) return NULL;
@@ -1241,9 +1265,8 @@ static napi_value link_set(napi_env env, napi_callback_info info) {
 /* tunSetOffload(handle, flags): TUN_F_* bits; needs a device opened with vnetHdr. */
 static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
   napi_value argv[2];
-  if (!get_args(env, info, 2, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_TUN) return throw_arg(env, "not a TUN handle");
+  handle_t* h = handle_args(env, info, 2, argv, KIND_TUN);
+  if (!h) return NULL;
   uint32_t flags;
   if (!get_u32(env, argv[1], &flags)) return throw_arg(env, "flags must be an unsigned integer");
   if (h->closed) return throw_sys(env, EBADF, "ioctl(TUNSETOFFLOAD)", "the device is closed");
@@ -1263,9 +1286,8 @@ static napi_value tun_set_offload(napi_env env, napi_callback_info info) {
  */
 static napi_value tun_enable_offloads(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_TUN) return throw_arg(env, "not a TUN handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_TUN);
+  if (!h) return NULL;
   if (h->closed) return throw_sys(env, EBADF, "ioctl(TUNSETOFFLOAD)", "the device is closed");
   if (!h->vnet_hdr) return throw_arg(env, "offloads need a device opened with vnetHdr");
   if (h->reading) return throw_sys(env, EBUSY, "ioctl(TUNSETOFFLOAD)", "enable offloads before reading");
@@ -1296,8 +1318,7 @@ static int tun_write_one(handle_t* h, const uint8_t* p, size_t len) {
       h->st.tx_would_block++;
       return 0;
     }
-    h->st.tx_errors++;
-    h->st.last_tx_errno = errno;
+    tx_failed(h, errno);
     return -errno;
   }
 }
@@ -1309,9 +1330,8 @@ static int check_range(size_t buf_len, uint32_t off, uint32_t len) {
 /* tunWrite(handle, buffer, offset, length) -> 1 | 0 | -errno */
 static napi_value tun_write(napi_env env, napi_callback_info info) {
   napi_value argv[4];
-  if (!get_args(env, info, 4, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_TUN) return throw_arg(env, "not a TUN handle");
+  handle_t* h = handle_args(env, info, 4, argv, KIND_TUN);
+  if (!h) return NULL;
   void* buf;
   size_t buf_len;
   uint32_t off, len;
@@ -1475,9 +1495,8 @@ static uint32_t gro_run(const uint8_t* buf, const uint32_t* o, const uint32_t* l
 /* tunWriteBatch(handle, buffer, offsets, lengths, count) -> packets processed (stops early only on EAGAIN) */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   napi_value argv[5];
-  if (!get_args(env, info, 5, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_TUN) return throw_arg(env, "not a TUN handle");
+  handle_t* h = handle_args(env, info, 5, argv, KIND_TUN);
+  if (!h) return NULL;
   void *buf, *offs, *lens;
   size_t buf_len, offs_n, lens_n;
   uint32_t count;
@@ -1634,10 +1653,7 @@ static napi_value udp_open(napi_env env, napi_callback_info info) {
     return throw_sys(env, e, "bind", "cannot bind UDP %s: %s", where, strerror(e));
   }
   handle_t* h = new_handle(env, KIND_UDP, fd);
-  if (!h) {
-    close(fd);
-    return throw_sys(env, ENOMEM, "malloc", "out of memory");
-  }
+  if (!h) return NULL;
   h->family = family;
   h->recverr = recverr;
   if (want_gso) {
@@ -1686,10 +1702,7 @@ static uint32_t build_send(handle_t* h, const uint8_t* buf, const uint32_t* o, c
     socklen_t nl;
     int e = decode_addr(rec, h->family, &h->snames[m], &nl);
     if (e) {
-      if (count_errors) {
-        h->st.tx_errors++;
-        h->st.last_tx_errno = e;
-      }
+      if (count_errors) tx_failed(h, e);
       i++;
       continue;
     }
@@ -1740,9 +1753,8 @@ static uint32_t build_send(handle_t* h, const uint8_t* buf, const uint32_t* o, c
  */
 static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
   napi_value argv[6];
-  if (!get_args(env, info, 6, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_UDP) return throw_arg(env, "not a UDP handle");
+  handle_t* h = handle_args(env, info, 6, argv, KIND_UDP);
+  if (!h) return NULL;
   void *buf, *offs, *lens, *addrs;
   size_t buf_len, offs_n, lens_n, addrs_n;
   uint32_t count;
@@ -1798,9 +1810,8 @@ static napi_value udp_send_batch(napi_env env, napi_callback_info info) {
 /* udpSend(handle, buffer, offset, length, addrs, index) -> 1 | 0 (would block) | -errno (counted) */
 static napi_value udp_send(napi_env env, napi_callback_info info) {
   napi_value argv[6];
-  if (!get_args(env, info, 6, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_UDP) return throw_arg(env, "not a UDP handle");
+  handle_t* h = handle_args(env, info, 6, argv, KIND_UDP);
+  if (!h) return NULL;
   void *buf, *addrs;
   size_t buf_len, addrs_n;
   uint32_t off, len, idx;
@@ -1814,8 +1825,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
   socklen_t sl;
   int e = decode_addr((uint8_t*)addrs + (size_t)idx * ADDR_BYTES, h->family, &ss, &sl);
   if (e) {
-    h->st.tx_errors++;
-    h->st.last_tx_errno = e;
+    tx_failed(h, e);
     return num(env, -e);
   }
   for (;;) {
@@ -1830,8 +1840,7 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
       h->st.tx_would_block++;
       return num(env, 0);
     }
-    h->st.tx_errors++;
-    h->st.last_tx_errno = errno;
+    tx_failed(h, errno);
     return num(env, -errno);
   }
 }
@@ -1839,9 +1848,8 @@ static napi_value udp_send(napi_env env, napi_callback_info info) {
 /* udpInfo(handle) -> { address, port, family, gso, gro, recvErr, receiveBufferSize, sendBufferSize } */
 static napi_value udp_info(napi_env env, napi_callback_info info) {
   napi_value argv[1];
-  if (!get_args(env, info, 1, argv)) return throw_last(env);
-  handle_t* h = get_handle(env, argv[0]);
-  if (!h || h->kind != KIND_UDP) return throw_arg(env, "not a UDP handle");
+  handle_t* h = handle_args(env, info, 1, argv, KIND_UDP);
+  if (!h) return NULL;
   if (h->closed) return throw_sys(env, EBADF, "getsockname", "the socket is closed");
   struct sockaddr_storage ss;
   socklen_t sl = sizeof ss;
