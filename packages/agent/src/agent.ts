@@ -52,6 +52,7 @@ import { detectUnderlayAddress } from './underlay.js'
 import { hostEndpointManifest, configWorkloadManifest } from './own-endpoints.js'
 import { nodePolicyStatusRecord } from './api/policy-status.js'
 import type { Enforcer, LocalEndpoint } from './enforcer.js'
+import { RevisionWaiters } from './revision-waiters.js'
 
 export interface AgentComponents {
   readonly config: AgentConfig
@@ -144,10 +145,9 @@ export class Agent {
   private observed: { revision: number; at: string } | undefined
   private stopped = false
   private background: Promise<void> | undefined
-  private readonly onApplied = new Set<(s: AppliedState) => void>()
-  /** The newest revision whose rules are in the kernel (ahead of `applied` while a pass finishes). */
-  private enforcedRevision = -1
-  private readonly onEnforced = new Set<(revision: number) => void>()
+  /** Revisions applied (whole passes), and revisions whose rules are in the kernel (ahead while a pass finishes). */
+  private readonly appliedWaiters = new RevisionWaiters()
+  private readonly enforcedWaiters = new RevisionWaiters()
 
   constructor(components: AgentComponents) {
     this.config = components.config
@@ -202,21 +202,9 @@ export class Agent {
   }
 
   /** Resolves once state at `revision` or later is applied (for tests and `lab up`). */
-  waitApplied(revision: number, timeoutMs: number): Promise<AppliedState> {
-    if (this.applied && this.applied.revision >= revision) return Promise.resolve(this.applied)
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.onApplied.delete(cb)
-        reject(new Error(`revision ${revision} not applied within ${timeoutMs} ms (applied: ${this.applied?.revision ?? 'none'}, last error: ${this.lastApplyError ?? 'none'})`))
-      }, timeoutMs)
-      const cb = (s: AppliedState): void => {
-        if (s.revision < revision) return
-        clearTimeout(timer)
-        this.onApplied.delete(cb)
-        resolve(s)
-      }
-      this.onApplied.add(cb)
-    })
+  async waitApplied(revision: number, timeoutMs: number): Promise<AppliedState> {
+    await this.appliedWaiters.wait(revision, timeoutMs, () => new Error(`revision ${revision} not applied within ${timeoutMs} ms (applied: ${this.applied?.revision ?? 'none'}, last error: ${this.lastApplyError ?? 'none'})`))
+    return this.applied as AppliedState
   }
 
   /**
@@ -226,26 +214,8 @@ export class Agent {
    * that has just been attached (a CNI ADD waits on this).
    */
   waitEnforced(revision: number, timeoutMs: number): Promise<void> {
-    if (this.enforcedRevision >= revision) return Promise.resolve()
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.onEnforced.delete(cb)
-        reject(new Error(`the rules of revision ${revision} were not in the kernel within ${timeoutMs} ms (enforced: ${this.enforcedRevision < 0 ? 'none' : this.enforcedRevision}, last error: ${this.lastApplyError ?? 'none'})`))
-      }, timeoutMs)
-      const cb = (enforced: number): void => {
-        if (enforced < revision) return
-        clearTimeout(timer)
-        this.onEnforced.delete(cb)
-        resolve()
-      }
-      this.onEnforced.add(cb)
-    })
-  }
-
-  private markEnforced(revision: number): void {
-    if (revision <= this.enforcedRevision) return
-    this.enforcedRevision = revision
-    for (const cb of [...this.onEnforced]) cb(revision)
+    const enforced = (): string => (this.enforcedWaiters.revision < 0 ? 'none' : String(this.enforcedWaiters.revision))
+    return this.enforcedWaiters.wait(revision, timeoutMs, () => new Error(`the rules of revision ${revision} were not in the kernel within ${timeoutMs} ms (enforced: ${enforced()}, last error: ${this.lastApplyError ?? 'none'})`))
   }
 
   /** Ready: enforcing state from the store (or, without it, a local snapshot) and the overlay is up. */
@@ -466,7 +436,7 @@ export class Agent {
     const own = localEndpoints(snapshot, this.config.nodeName)
     // Until the store has been read, rules left by the previous run win over the local snapshot.
     const keep = this.keepKernelRules && !this.connected
-    const enforced = keep ? { rules: 0 } : await this.enforcer.apply(snapshot, this.describeLocal(own), { onRulesLoaded: () => this.markEnforced(revision) })
+    const enforced = keep ? { rules: 0 } : await this.enforcer.apply(snapshot, this.describeLocal(own), { onRulesLoaded: () => this.enforcedWaiters.reach(revision) })
     if (!keep) this.keepKernelRules = false
     let peerCount = 0
     if (this.plane?.isUp && this.key) {
@@ -488,9 +458,9 @@ export class Agent {
       peers: peerCount,
     }
     this.applied = applied
-    this.markEnforced(revision)
+    this.enforcedWaiters.reach(revision)
     this.lastApplyError = undefined
-    for (const cb of [...this.onApplied]) cb(applied)
+    this.appliedWaiters.reach(revision)
     this.afterApply()
   }
 

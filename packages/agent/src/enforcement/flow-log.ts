@@ -14,38 +14,24 @@
  *
  * Pure bookkeeping: no I/O here.
  */
-import type { Direction, NftRuleInfo, NftRuleset, NftRuleTier } from '@flatnet/policy'
+import type { Direction, NftRuleInfo, NftRuleset } from '@flatnet/policy'
 import { parseNftLogPrefix } from '@flatnet/policy'
-import { summarizePacket, type NflogRecord } from './nflog-parse.js'
+import { summarizePacket, type NflogRecord, type PacketSummary } from './nflog-parse.js'
 
 /** What decided one direction of a flow. */
-export interface FlowDecision {
+export interface FlowDecision extends Pick<NftRuleInfo, 'tier' | 'direction' | 'endpoint' | 'policyKind' | 'policy' | 'rule' | 'ruleName' | 'isolatedBy' | 'description'> {
   readonly ruleId: string
   readonly rev: string
-  readonly tier: NftRuleTier
+  /** A pass is never a decision: the flow goes on to the next tier. */
   readonly action: 'allow' | 'deny'
-  readonly direction?: Direction | undefined
-  readonly endpoint?: string | undefined
-  readonly policyKind?: 'NetworkPolicy' | 'ClusterNetworkPolicy' | undefined
-  readonly policy?: string | undefined
-  readonly rule?: number | undefined
-  readonly ruleName?: string | undefined
-  readonly isolatedBy?: readonly string[] | undefined
-  readonly description: string
 }
 
-export interface FlowRecord {
+export interface FlowRecord extends PacketSummary {
   /** ms since the epoch. */
   readonly firstSeen: number
   readonly lastSeen: number
   /** Packets logged for this flow: the first one, plus repeats before it was established or while it was dropped. */
   readonly count: number
-  readonly family: 4 | 6
-  readonly src: string
-  readonly dst: string
-  readonly protocol: string
-  readonly srcPort?: number | undefined
-  readonly dstPort?: number | undefined
   readonly verdict: 'allow' | 'deny'
   /** The source's egress decision, when the source is local. */
   readonly egress?: FlowDecision | undefined

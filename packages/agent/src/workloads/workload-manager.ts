@@ -303,7 +303,7 @@ export class WorkloadManager {
       linked = true
     })
     const endpoint = (async () => {
-      let outcome: WriteOutcome | undefined
+      let outcome: WriteOutcome
       if (r.labelsFrom === 'store') {
         outcome = await this.writeOverStored(key, (current) => {
           stored = current?.value
@@ -316,7 +316,6 @@ export class WorkloadManager {
         this.attachments.set(key, a)
         outcome = await this.c.store.write([{ op: 'put', kind: 'Endpoint', key, value: workloadEndpointManifest(a, this.c.nodeName) }])
       }
-      if (outcome === undefined) throw new Error('unreachable: an attach always writes its endpoint')
       written = true
       a = { ...a, endpointRevision: outcome.revision }
       this.attachments.set(key, a)
@@ -363,6 +362,8 @@ export class WorkloadManager {
    * (a per-object compare-and-set); otherwise it is read and built again. So a syncer write that
    * lands in between (new labels) is never undone. `build` returning undefined writes nothing.
    */
+  private writeOverStored(key: string, build: (current: StoredObject | undefined) => WriteOp): Promise<WriteOutcome>
+  private writeOverStored(key: string, build: (current: StoredObject | undefined) => WriteOp | undefined): Promise<WriteOutcome | undefined>
   private async writeOverStored(key: string, build: (current: StoredObject | undefined) => WriteOp | undefined): Promise<WriteOutcome | undefined> {
     for (let attempt = 1; ; attempt++) {
       const current = await this.c.store.get('Endpoint', key)
