@@ -1,4 +1,5 @@
 /** Shared pieces of the syncer's tests: a fake API server with the recorded cluster, Redis, logs. */
+import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
 import { after, afterEach, before, beforeEach } from 'node:test'
@@ -108,6 +109,19 @@ export class SyncerWorld {
     this.running.push(s)
     s.start()
     return s
+  }
+
+  /**
+   * Makes a Pod change in the API (`change`) that must write nothing: waits until the syncer
+   * has seen `modifiedEvents` Pod MODIFIED events in all and is in sync, then asserts the
+   * store's revision did not move.
+   */
+  async assertPodChangeWritesNothing(s: K8sSyncer, modifiedEvents: number, change: () => void): Promise<void> {
+    const revision = await this.store.revision()
+    change()
+    await until('the Pod event is seen', 5_000, async () => (await s.metrics.value('flatnet_k8s_events_total', { resource: 'pods', type: 'MODIFIED' })) >= modifiedEvents)
+    await s.whenSynced(5_000)
+    assert.equal(await this.store.revision(), revision, 'the change wrote nothing')
   }
 
   async stop(s: K8sSyncer): Promise<void> {
